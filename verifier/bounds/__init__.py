@@ -1,0 +1,1 @@
+"""Bound propagation: IBP (forward intervals) and CROWN (backward linear relaxation)."""

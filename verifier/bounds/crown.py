@@ -1,0 +1,194 @@
+"""CROWN: backward linear bound propagation over a DAG (Zhang et al. 2018).
+
+To bound ``A . y`` for a tensor ``y`` of the graph, coefficients walk back from ``y`` to the input in
+reverse topological order. Each operator turns the coefficients on its output into coefficients on
+its inputs plus a constant (exactly for affine operators, through a linear relaxation for the
+nonlinear ones, which needs their pre-activation bounds); coefficients reaching a tensor along several
+paths (residual connections) are summed. At the input the linear function is concretised over the box.
+
+Pre-activation bounds are computed in topological order: IBP first, then, for the neurons whose
+relaxation depends on them (unstable ReLUs, every neuron of a smooth activation), a CROWN pass from
+that layer with unit vectors as the specification; CROWN and IBP bounds are intersected.
+
+Memory: a backward pass holds the coefficients of the tensors that are waiting for all their readers,
+``[B, k, *shape]`` each. Rows are processed in chunks of ``k`` chosen so that one coefficient tensor of
+the largest layer on the way takes at most ``memory_budget`` bytes; the peak is a small multiple of
+it (about 3x: the live tensor, its relaxed copy and, on residual networks, the other open branch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from verifier.bounds.ibp import interval_of_spec
+from verifier.ir import Graph, Node
+from verifier.ops.activation import Relu
+from verifier.ops.base import Interval
+from verifier.primitives import concretize_box
+
+#: ``hook(node, start, A, bounds)`` may replace a node's backward step (alpha-/beta-CROWN); it returns
+#: ``(A_in, bias)`` like :meth:`Operator.backward`, or ``None`` to use the operator's own rule.
+BackwardHook = Callable[[Node, str, Tensor, dict[str, Interval]], "tuple[list[Tensor | None], Tensor | None] | None"]
+
+
+@dataclass
+class CrownOptions:
+    """Options of the CROWN bound computation.
+
+    ``intermediate``: how pre-activation bounds are computed, ``"crown"`` (tighter) or ``"ibp"``.
+    ``memory_budget``: bytes one chunk of backward coefficients may take (see the module docstring).
+    """
+
+    intermediate: str = "crown"
+    memory_budget: int = 256 * 2**20
+
+
+def pre_activation_names(graph: Graph) -> list[str]:
+    """Names of the tensors whose bounds a relaxation needs (inputs of nonlinear operators), in order."""
+    names = {name for node in graph.nodes if node.op.needs_input_bounds for name in node.inputs}
+    return [name for name in [graph.input_name] + [n.name for n in graph.nodes] if name in names]
+
+
+def backward_lower(
+    graph: Graph,
+    start: str,
+    A: Tensor,
+    bounds: dict[str, Interval],
+    hook: BackwardHook | None = None,
+) -> Tensor:
+    """Lower bound of ``A . y_start`` over the input box: ``[B, K]`` for ``A`` of shape ``[b, K, *shape]``.
+
+    ``bounds`` must hold the input box and the bounds of every pre-activation tensor before ``start``.
+    """
+    pending: dict[str, Tensor] = {start: A}
+    bias: Tensor | int = 0
+    for position in range(graph.position(start), -1, -1):
+        node = graph.nodes[position]
+        coeffs = pending.pop(node.name, None)
+        if coeffs is None:
+            continue
+        step = hook(node, start, coeffs, bounds) if hook is not None else None
+        if step is None:
+            inputs = [bounds.get(name) for name in node.inputs] if node.op.needs_input_bounds else []
+            step = node.op.backward(coeffs, inputs)
+        del coeffs
+        A_inputs, node_bias = step
+        if node_bias is not None:
+            bias = bias + node_bias
+        for name, A_in in zip(node.inputs, A_inputs):
+            if A_in is None:
+                continue
+            pending[name] = pending[name] + A_in if name in pending else A_in
+    lower, upper = bounds[graph.input_name]
+    A_input = pending.pop(graph.input_name, None)
+    if A_input is None:  # the start tensor does not depend on the input
+        return (torch.zeros(lower.shape[0], A.shape[1], dtype=lower.dtype) + bias).expand(lower.shape[0], -1)
+    result = concretize_box(A_input, None, lower, upper) + bias
+    return result.expand(lower.shape[0], -1) if result.shape[0] != lower.shape[0] else result
+
+
+def two_sided(
+    graph: Graph, start: str, A: Tensor, bounds: dict[str, Interval], hook: BackwardHook | None = None
+) -> tuple[Tensor, Tensor]:
+    """Lower and upper bounds of ``A . y_start`` in one backward pass over the stacked rows ``[A; -A]``."""
+    K = A.shape[1]
+    both = backward_lower(graph, start, torch.cat([A, -A], dim=1), bounds, hook)
+    return both[:, :K], -both[:, K:]
+
+
+def _largest_layer(graph: Graph) -> dict[str, int]:
+    """For each tensor, the largest number of elements of any tensor on the way back from it to the input."""
+    largest = {graph.input_name: graph.numel(graph.input_name)}
+    for node in graph.nodes:
+        largest[node.name] = max([graph.numel(node.name)] + [largest[i] for i in node.inputs])
+    return largest
+
+
+def _chunk_rows(options: CrownOptions, batch: int, numel: int, itemsize: int) -> int:
+    return max(1, options.memory_budget // max(1, 2 * batch * numel * itemsize))
+
+
+def refine_with_crown(
+    graph: Graph,
+    name: str,
+    bounds: dict[str, Interval],
+    options: CrownOptions,
+    largest: dict[str, int],
+    hook: BackwardHook | None = None,
+) -> Interval:
+    """CROWN bounds of the neurons of tensor ``name`` whose relaxation needs them, intersected with the
+    current bounds. Neurons read only by ReLUs need refining only where they are unstable."""
+    lower, upper = bounds[name]
+    batch = lower.shape[0]
+    flat_lower, flat_upper = lower.reshape(batch, -1).clone(), upper.reshape(batch, -1).clone()
+    readers = [n for n in graph.nodes if name in n.inputs and n.op.needs_input_bounds]
+    if readers and all(isinstance(n.op, Relu) for n in readers):
+        wanted = ((flat_lower < 0) & (flat_upper > 0)).any(0)
+    else:
+        wanted = torch.ones(flat_lower.shape[1], dtype=torch.bool)
+    index = wanted.nonzero().flatten()
+    if index.numel() == 0:
+        return lower, upper
+    shape = graph.shape(name)
+    rows = _chunk_rows(options, batch, largest[name], lower.element_size())
+    for chunk in index.split(rows):
+        A = torch.zeros(1, chunk.numel(), flat_lower.shape[1], dtype=lower.dtype)
+        A[0, torch.arange(chunk.numel()), chunk] = 1
+        chunk_lower, chunk_upper = two_sided(graph, name, A.reshape(1, chunk.numel(), *shape), bounds, hook)
+        flat_lower[:, chunk] = torch.maximum(flat_lower[:, chunk], chunk_lower)
+        flat_upper[:, chunk] = torch.minimum(flat_upper[:, chunk], chunk_upper)
+    return flat_lower.reshape(lower.shape), flat_upper.reshape(upper.shape)
+
+
+def compute_intermediate_bounds(
+    graph: Graph, lower: Tensor, upper: Tensor, options: CrownOptions, hook: BackwardHook | None = None
+) -> dict[str, Interval]:
+    """Bounds of every tensor: IBP through the graph, with every pre-activation tensor refined by CROWN
+    (when ``options.intermediate == "crown"``) before anything after it is bounded."""
+    bounds: dict[str, Interval] = {graph.input_name: (lower, upper)}
+    refine = set(pre_activation_names(graph)) if options.intermediate == "crown" else set()
+    refine.discard(graph.input_name)
+    largest = _largest_layer(graph)
+    for node in graph.nodes:
+        bounds[node.name] = node.op.interval(*(bounds[i] for i in node.inputs))
+        if node.name in refine:
+            bounds[node.name] = refine_with_crown(graph, node.name, bounds, options, largest, hook)
+    return bounds
+
+
+def crown_bounds(
+    graph: Graph,
+    lower: Tensor,
+    upper: Tensor,
+    spec: Tensor,
+    options: CrownOptions | None = None,
+    bounds: dict[str, Interval] | None = None,
+    hook: BackwardHook | None = None,
+) -> tuple[Tensor, Tensor]:
+    """CROWN lower and upper bounds of ``spec @ y`` (``y`` the flattened output) over each input box.
+
+    ``spec`` is ``[b, K, n_out]`` (``b`` = 1 or B); returns two ``[B, K]`` tensors, intersected with the
+    IBP bounds of the same quantity. Pre-computed intermediate ``bounds`` may be passed in.
+    """
+    options = options or CrownOptions()
+    if bounds is None:
+        bounds = compute_intermediate_bounds(graph, lower, upper, options, hook)
+    batch = lower.shape[0]
+    out_shape = graph.output_shape
+    K = spec.shape[1]
+    rows = _chunk_rows(options, batch, _largest_layer(graph)[graph.output_name], lower.element_size())
+    pieces_lower, pieces_upper = [], []
+    for start in range(0, K, rows):
+        part = spec[:, start : start + rows]
+        A = part.reshape(part.shape[0], part.shape[1], *out_shape)
+        part_lower, part_upper = two_sided(graph, graph.output_name, A, bounds, hook)
+        pieces_lower.append(part_lower)
+        pieces_upper.append(part_upper)
+    crown_lower, crown_upper = torch.cat(pieces_lower, 1), torch.cat(pieces_upper, 1)
+    out_lower, out_upper = bounds[graph.output_name]
+    ibp_lower, ibp_upper = interval_of_spec(spec, out_lower.reshape(batch, -1), out_upper.reshape(batch, -1))
+    return torch.maximum(crown_lower, ibp_lower), torch.minimum(crown_upper, ibp_upper)

@@ -1,0 +1,1 @@
+"""Subcommands of the ``verifier`` command line, one module each."""

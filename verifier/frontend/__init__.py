@@ -1,0 +1,1 @@
+"""Front ends: ONNX files and torch modules to the graph IR."""

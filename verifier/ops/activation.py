@@ -1,0 +1,175 @@
+"""Elementwise activations: ReLU, Sigmoid, Tanh.
+
+ReLU (CROWN, Zhang et al. 2018): on ``[l, u]`` with ``l < 0 < u`` the upper bound is the chord
+``u (x - l) / (u - l)`` and the lower bound ``alpha x`` with the adaptive slope ``alpha = 1`` if
+``u > -l`` else ``0``; stable neurons are relaxed exactly.
+
+Sigmoid and Tanh (S-shaped: convex left of 0, concave right of 0): slopes follow the CROWN rules
+(chord on the side where the function is convex for the upper bound, the tangent through the far end
+point where the interval crosses 0), and for each chosen slope ``k`` the intercept is the *tightest
+sound one*, ``max/min over [l, u] of f(x) - k x``. That extremum is attained at ``l``, ``u`` or where
+``f'(x) = k``, which has a closed form for both functions, so the bounds are sound whatever the slope.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from verifier.ops.base import ElementwiseNonlinear
+from verifier.ops.registry import SourceNode, onnx_op, torch_op
+from verifier.primitives import LinearRelaxation
+
+
+class Relu(ElementwiseNonlinear):
+    """``max(x, 0)``."""
+
+    op_type = "Relu"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x)
+
+    def relax(self, lower: Tensor, upper: Tensor) -> LinearRelaxation:
+        upper_slope, upper_intercept = relu_upper_line(lower, upper)
+        lower_slope = relu_default_lower_slope(lower, upper)
+        return LinearRelaxation(lower_slope, None, upper_slope, upper_intercept)
+
+
+def relu_upper_line(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+    """Slope and intercept of the ReLU's upper relaxation: the chord on unstable neurons, exact elsewhere."""
+    lower = lower.clamp(max=0)
+    upper = upper.clamp(min=0)
+    width = upper - lower
+    slope = torch.where(width > 0, upper / width.clamp(min=torch.finfo(width.dtype).tiny), (lower >= 0).to(upper))
+    # a dead neuron (upper <= 0) has slope 0: upper.clamp(min=0) = 0 already gives it.
+    return slope, -slope * lower
+
+
+def relu_default_lower_slope(lower: Tensor, upper: Tensor) -> Tensor:
+    """The adaptive lower slope (1 where ``u > -l``, else 0); exact (1 or 0) on stable neurons."""
+    return (upper > -lower).to(lower.dtype) * (upper > 0).to(lower.dtype)
+
+
+class SShaped(ElementwiseNonlinear):
+    """A smooth S-shaped activation: increasing, convex for ``x < 0``, concave for ``x > 0``."""
+
+    def derivative(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def derivative_preimage(self, slope: Tensor) -> Tensor:
+        """The ``x >= 0`` with ``f'(x) = slope`` (for ``0 < slope <= f'(0)``); ``-x`` is the other solution."""
+        raise NotImplementedError
+
+    def relax(self, lower: Tensor, upper: Tensor) -> LinearRelaxation:
+        dtype = lower.dtype
+        l, u = lower.double(), upper.double()
+        upper_slope = self._upper_slope(l, u)
+        # f(-x) = c - f(x) for both functions, so the lower slope on [l, u] is the upper slope on [-u, -l]
+        lower_slope = self._upper_slope(-u, -l)
+        upper_intercept = self._intercept_extreme(l, u, upper_slope, maximum=True)
+        lower_intercept = self._intercept_extreme(l, u, lower_slope, maximum=False)
+        # widen the intercepts by a few rounding errors of the engine's type
+        eps = 4 * torch.finfo(dtype).eps
+        upper_intercept = upper_intercept + eps * (1 + upper_intercept.abs())
+        lower_intercept = lower_intercept - eps * (1 + lower_intercept.abs())
+        return LinearRelaxation(
+            lower_slope.to(dtype), lower_intercept.to(dtype), upper_slope.to(dtype), upper_intercept.to(dtype)
+        )
+
+    def _upper_slope(self, l: Tensor, u: Tensor) -> Tensor:
+        """Slope of the upper line: the chord if ``u <= 0``, the tangent at the midpoint if ``l >= 0``, and
+        where ``l < 0 < u`` the secant from ``l`` to ``min(u, d)``, ``d >= 0`` the point whose tangent passes
+        through ``(l, f(l))``."""
+        f_l, f_u = self.forward(l), self.forward(u)
+        width = u - l
+        narrow = width < 1e-9
+        chord = torch.where(narrow, self.derivative(l), (f_u - f_l) / torch.where(narrow, 1.0, width))
+        tangent_mid = self.derivative((l + u) / 2)
+        # tangent point d in [0, u] for crossing intervals, by bisection on g(d) = f'(d)(d-l) - (f(d)-f(l))
+        lo = torch.zeros_like(l)
+        hi = u.clamp(min=0)
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            g = self.derivative(mid) * (mid - l) - (self.forward(mid) - f_l)
+            lo = torch.where(g > 0, mid, lo)
+            hi = torch.where(g > 0, hi, mid)
+        d = hi
+        secant = (self.forward(d) - f_l) / (d - l).clamp(min=1e-12)
+        crossing = torch.where(d >= u, chord, secant)
+        return torch.where(u <= 0, chord, torch.where(l >= 0, tangent_mid, crossing))
+
+    def _intercept_extreme(self, l: Tensor, u: Tensor, slope: Tensor, maximum: bool) -> Tensor:
+        """``max`` (or ``min``) over ``x in [l, u]`` of ``f(x) - slope * x``: at an end or where ``f' = slope``."""
+        candidates = [l, u]
+        valid = (slope > 0) & (slope <= self.derivative(torch.zeros_like(slope)))
+        x_pos = self.derivative_preimage(torch.where(valid, slope, self.derivative(torch.zeros_like(slope))))
+        for x in (x_pos, -x_pos):
+            inside = valid & (x >= l) & (x <= u)
+            candidates.append(torch.where(inside, x, l))
+        values = torch.stack([self.forward(x) - slope * x for x in candidates])
+        return values.amax(0) if maximum else values.amin(0)
+
+
+class Sigmoid(SShaped):
+    """The logistic function ``1 / (1 + exp(-x))``."""
+
+    op_type = "Sigmoid"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(x)
+
+    def derivative(self, x: Tensor) -> Tensor:
+        s = torch.sigmoid(x)
+        return s * (1 - s)
+
+    def derivative_preimage(self, slope: Tensor) -> Tensor:
+        # s(1-s) = k  =>  s = 1 - q with q = 2k / (1 + sqrt(1 - 4k)) (the stable root), x = log((1-q)/q)
+        q = 2 * slope / (1 + torch.sqrt((1 - 4 * slope).clamp(min=0)))
+        return torch.log1p(-q) - torch.log(q)
+
+
+class Tanh(SShaped):
+    """The hyperbolic tangent."""
+
+    op_type = "Tanh"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(x)
+
+    def derivative(self, x: Tensor) -> Tensor:
+        return 1 - torch.tanh(x) ** 2
+
+    def derivative_preimage(self, slope: Tensor) -> Tensor:
+        # 1 - t^2 = k  =>  t = sqrt(1 - k), x = atanh(t)
+        return torch.atanh(torch.sqrt((1 - slope).clamp(min=0)).clamp(max=1 - 1e-16))
+
+
+@onnx_op("Relu")
+def _onnx_relu(node: SourceNode) -> Relu:
+    return Relu()
+
+
+@onnx_op("Sigmoid")
+def _onnx_sigmoid(node: SourceNode) -> Sigmoid:
+    return Sigmoid()
+
+
+@onnx_op("Tanh")
+def _onnx_tanh(node: SourceNode) -> Tanh:
+    return Tanh()
+
+
+@torch_op(torch.nn.ReLU, torch.relu, F.relu, "relu")
+def _torch_relu(node: SourceNode) -> Relu:
+    return Relu()
+
+
+@torch_op(torch.nn.Sigmoid, torch.sigmoid, F.sigmoid, "sigmoid")
+def _torch_sigmoid(node: SourceNode) -> Sigmoid:
+    return Sigmoid()
+
+
+@torch_op(torch.nn.Tanh, torch.tanh, F.tanh, "tanh")
+def _torch_tanh(node: SourceNode) -> Tanh:
+    return Tanh()

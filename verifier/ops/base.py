@@ -1,0 +1,121 @@
+"""The operator interface every node of the graph IR implements.
+
+Tensor layout used throughout the engine
+----------------------------------------
+A variable tensor of the network is stored as ``[batch, *shape]`` where ``shape`` is the tensor's
+ONNX shape *at ONNX batch size 1* (a declared batch dimension stays in ``shape`` as a leading 1).
+The extra leading ``batch`` dimension vectorises many input boxes (or many sub-domains) at once, so
+every ONNX operator's semantics apply unchanged to ``x[i]``; an ONNX axis ``a`` becomes ``a + 1``.
+
+Linear bounds travel backwards as coefficient tensors ``A`` of shape ``[b, K, *shape]``: ``K`` rows of
+a specification (a spec matrix ``C`` or unit vectors for intermediate neurons), and ``b`` either the
+batch size or 1 when the coefficients are still the same for every box (they broadcast).
+
+The backward pass only ever computes *lower* bounds of ``A . x``; an upper bound of ``A . x`` is
+``-lower(-A . x)``, so both are computed in one pass by stacking ``[A; -A]`` along ``K``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import torch
+from torch import Tensor
+
+from verifier.primitives import LinearRelaxation, relaxed_backward
+
+Interval = tuple[Tensor, Tensor]
+
+
+class Operator:
+    """One node's operation with its constants (weights, shapes, attributes) baked in.
+
+    Subclasses implement three rules side by side:
+
+    * :meth:`forward` - the concrete function on ``[batch, *shape]`` tensors;
+    * :meth:`interval` - interval bound propagation (IBP): output box from input boxes;
+    * :meth:`backward` - the linear relaxation used by CROWN: given coefficients ``A`` of a lower
+      bound on ``A . y`` in terms of this node's output ``y``, return coefficients in terms of each
+      input and the constant term picked up on the way.
+    """
+
+    op_type: ClassVar[str] = ""
+    #: True when :meth:`backward` needs the bounds of the inputs (a relaxation of a nonlinearity).
+    needs_input_bounds: ClassVar[bool] = False
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        """Concrete output for concrete inputs, each of shape ``[batch, *input_shape]``."""
+        raise NotImplementedError
+
+    def interval(self, *inputs: Interval) -> Interval:
+        """Elementwise lower and upper output bounds for input boxes ``(lower, upper)``."""
+        raise NotImplementedError
+
+    def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
+        """Propagate a lower linear bound one node back.
+
+        ``A`` (``[b, K, *output_shape]``) holds the coefficients of ``A . y`` for this node's output ``y``.
+        Returns ``(A_in, bias)`` such that ``A . y >= sum_i A_in[i] . x_i + bias`` for every input value
+        inside the given input bounds; ``bias`` is ``[b, K]`` or ``None`` for zero.
+        """
+        raise NotImplementedError
+
+    # -- housekeeping ---------------------------------------------------------------------------
+    def constants(self) -> dict[str, Tensor]:
+        """The tensors baked into this operator (weights, biases, relaxation constants)."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, Tensor)}
+
+    def to(self, dtype: torch.dtype) -> "Operator":
+        """Cast the floating-point constants to ``dtype`` in place; returns ``self``."""
+        for key, value in self.constants().items():
+            if value.is_floating_point():
+                setattr(self, key, value.to(dtype))
+        return self
+
+    def describe(self) -> str:
+        """A one-line human description used in summaries."""
+        return self.op_type
+
+
+class ElementwiseNonlinear(Operator):
+    """A scalar nonlinearity applied to each element (ReLU, Sigmoid, Tanh, ...).
+
+    Subclasses give the concrete function and :meth:`relax`; IBP assumes a monotonically
+    non-decreasing function unless :meth:`interval` is overridden, and the backward step is the
+    generic one of :func:`verifier.primitives.relaxed_backward`.
+    """
+
+    needs_input_bounds = True
+
+    def relax(self, lower: Tensor, upper: Tensor) -> LinearRelaxation:
+        """Sound linear lower and upper bounds of the function on ``[lower, upper]``, elementwise."""
+        raise NotImplementedError
+
+    def interval(self, *inputs: Interval) -> Interval:
+        (lower, upper), = inputs
+        return self.forward(lower), self.forward(upper)
+
+    def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
+        bounds = inputs[0]
+        assert bounds is not None, f"{self.op_type} needs pre-activation bounds"
+        A_in, bias = relaxed_backward(A, self.relax(*bounds))
+        return [A_in], bias
+
+
+def unbroadcast(A: Tensor, shape: Sequence[int]) -> Tensor:
+    """Sum the coefficient tensor ``A`` (``[b, K, *out_shape]``) down to ``[b, K, *shape]``.
+
+    This is the backward rule of numpy-style broadcasting: an input that was broadcast to a larger
+    output shape receives the sum of the coefficients of every output element it was copied to.
+    """
+    sample = tuple(A.shape[2:])
+    shape = tuple(shape)
+    if sample == shape:
+        return A
+    lead = len(sample) - len(shape)
+    if lead > 0:
+        A = A.sum(dim=tuple(range(2, 2 + lead)))
+    dims = tuple(2 + i for i, (a, s) in enumerate(zip(A.shape[2:], shape)) if s == 1 and a != 1)
+    if dims:
+        A = A.sum(dim=dims, keepdim=True)
+    return A

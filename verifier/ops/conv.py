@@ -1,0 +1,180 @@
+"""Convolutions (1-D, 2-D and 3-D): ONNX Conv, ``torch.nn.Conv1d/2d/3d``.
+
+* IBP: ``y_c = conv(c, W) + b``, ``y_r = conv(r, |W|)``.
+* CROWN: exact; the coefficients go back through the transposed convolution,
+  ``A . conv(x) = conv_transpose(A, W) . x``, with ``output_padding`` chosen so the result has the
+  input's spatial size, and asymmetric zero padding handled by cropping.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from verifier.ops.base import Interval, Operator
+from verifier.ops.registry import SourceNode, onnx_op, torch_op
+from verifier.primitives import center_radius
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+class Conv(Operator):
+    """N-d convolution of a per-sample tensor ``[N, C_in, *spatial]``; ``weight`` is ``[C_out, C_in/groups, *k]``.
+
+    ``pads`` gives ``(begin, end)`` zero padding per spatial axis.
+    """
+
+    op_type = "Conv"
+
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        strides: Sequence[int],
+        pads: Sequence[tuple[int, int]],
+        dilations: Sequence[int],
+        groups: int,
+        input_shape: Sequence[int],
+    ):
+        self.weight = weight
+        self.bias = bias
+        self.weight_abs = weight.abs()
+        self.dims = weight.dim() - 2
+        self.strides = tuple(strides)
+        self.dilations = tuple(dilations)
+        self.groups = groups
+        self.pads = tuple(tuple(p) for p in pads)
+        self.symmetric = all(b == e for b, e in self.pads)
+        self.input_shape = tuple(input_shape)
+        spatial = self.input_shape[2:]
+        kernel = weight.shape[2:]
+        self.output_spatial = tuple(
+            (s + b + e - d * (k - 1) - 1) // st + 1
+            for s, (b, e), d, k, st in zip(spatial, self.pads, self.dilations, kernel, self.strides)
+        )
+        self.output_shape = (self.input_shape[0], weight.shape[0], *self.output_spatial)
+        conv_padding = [b for b, _ in self.pads] if self.symmetric else [0] * self.dims
+        self._conv_padding = tuple(conv_padding)
+        padded = [s + (0 if self.symmetric else b + e) for s, (b, e) in zip(spatial, self.pads)]
+        self._output_padding = tuple(
+            p - ((o - 1) * st - 2 * cp + d * (k - 1) + 1)
+            for p, o, st, cp, d, k in zip(
+                padded, self.output_spatial, self.strides, conv_padding, self.dilations, kernel
+            )
+        )
+
+    def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        lead = x.shape[:2]
+        x = x.reshape(-1, *x.shape[2:])
+        if not self.symmetric:
+            x = F.pad(x, [p for b, e in reversed(self.pads) for p in (b, e)])
+        y = _CONV[self.dims](x, weight, bias, self.strides, self._conv_padding, self.dilations, self.groups)
+        return y.reshape(*lead, *y.shape[1:])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv(x, self.weight, self.bias)
+
+    def interval(self, bounds: Interval) -> Interval:
+        center, radius = center_radius(*bounds)
+        out_center = self._conv(center, self.weight, self.bias)
+        out_radius = self._conv(radius, self.weight_abs, None)
+        return out_center - out_radius, out_center + out_radius
+
+    def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
+        lead = A.shape[:3]  # b, K, N
+        flat = A.reshape(-1, *A.shape[3:])
+        A_in = _CONV_T[self.dims](
+            flat,
+            self.weight,
+            None,
+            self.strides,
+            self._conv_padding,
+            self._output_padding,
+            self.groups,
+            self.dilations,
+        )
+        if not self.symmetric:
+            crop = tuple(slice(b, b + s) for (b, _), s in zip(self.pads, self.input_shape[2:]))
+            A_in = A_in[(slice(None), slice(None), *crop)]
+        A_in = A_in.reshape(*lead, *A_in.shape[1:])
+        bias = None
+        if self.bias is not None:
+            per_channel = A.flatten(4).sum(-1) if A.dim() > 4 else A
+            bias = torch.matmul(per_channel, self.bias).sum(-1)
+        return [A_in], bias
+
+    def describe(self) -> str:
+        return f"Conv{self.dims}d {self.weight.shape[1] * self.groups}->{self.weight.shape[0]} k={tuple(self.weight.shape[2:])}"
+
+
+def same_padding(spatial: Sequence[int], kernel: Sequence[int], strides, dilations, upper: bool) -> list[tuple[int, int]]:
+    """ONNX ``auto_pad = SAME_UPPER / SAME_LOWER``: output size ``ceil(input / stride)``."""
+    pads = []
+    for s, k, st, d in zip(spatial, kernel, strides, dilations):
+        total = max((math.ceil(s / st) - 1) * st + (k - 1) * d + 1 - s, 0)
+        small, large = total // 2, total - total // 2
+        pads.append((small, large) if upper else (large, small))
+    return pads
+
+
+@onnx_op("Conv")
+def _onnx_conv(node: SourceNode) -> Conv:
+    if node.is_const(0) or not node.is_const(1) or (node.has_input(2) and not node.is_const(2)):
+        raise node.unsupported("only Conv(variable, constant weight, constant bias) is supported")
+    weight = node.const(1)
+    dims = weight.ndim - 2
+    if dims not in _CONV:
+        raise node.unsupported(f"{dims}-D convolution")
+    shape = node.shape(0)
+    if len(shape) != dims + 2:
+        raise node.unsupported(f"input of shape {shape} does not fit a {dims}-D convolution")
+    kernel = weight.shape[2:]
+    strides = node.attr("strides", [1] * dims)
+    dilations = node.attr("dilations", [1] * dims)
+    auto_pad = node.attr("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = same_padding(shape[2:], kernel, strides, dilations, auto_pad == "SAME_UPPER")
+    elif auto_pad == "VALID":
+        pads = [(0, 0)] * dims
+    else:
+        flat = node.attr("pads", [0] * (2 * dims))
+        pads = list(zip(flat[:dims], flat[dims:]))
+    groups = node.attr("group", 1)
+    if shape[1] != weight.shape[1] * groups:
+        raise node.unsupported(f"input has {shape[1]} channels, the weight expects {weight.shape[1] * groups}")
+    bias = node.const(2)
+    return Conv(
+        node.tensor(weight),
+        None if bias is None else node.tensor(np.asarray(bias).reshape(-1)),
+        strides,
+        pads,
+        dilations,
+        groups,
+        shape,
+    )
+
+
+@torch_op(torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+def _torch_conv(node: SourceNode) -> Conv:
+    module = node.module
+    if module.padding_mode != "zeros":
+        raise node.unsupported(f"padding_mode={module.padding_mode!r}")
+    shape = node.shape(0)
+    dims = module.weight.dim() - 2
+    if isinstance(module.padding, str):
+        if module.padding == "valid":
+            pads = [(0, 0)] * dims
+        else:  # 'same' (stride 1): PyTorch puts the odd extra padding at the end
+            pads = same_padding(shape[2:], module.kernel_size, module.stride, module.dilation, upper=True)
+    else:
+        pads = [(p, p) for p in module.padding]
+    weight = module.weight.detach().clone().to(node.dtype)
+    bias = None if module.bias is None else module.bias.detach().clone().to(node.dtype)
+    return Conv(weight, bias, module.stride, pads, module.dilation, module.groups, shape)

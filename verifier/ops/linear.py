@@ -1,0 +1,132 @@
+"""Dense affine layers: ONNX Gemm and MatMul with a constant weight, ``torch.nn.Linear``.
+
+The layer ``y = x W^T + b`` acts on the last axis of its input.
+
+* IBP: ``y_c = c W^T + b``, ``y_r = r |W|^T`` with ``c``, ``r`` the centre and radius of the input box.
+* CROWN: the relaxation is exact: ``A . y = (A W) . x + A . b``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from verifier.ops.base import Interval, Operator
+from verifier.ops.registry import SourceNode, onnx_op, torch_op
+from verifier.primitives import center_radius
+
+
+class Linear(Operator):
+    """``y = x @ weight.T + bias`` over the last axis; ``weight`` is ``[out, in]``."""
+
+    op_type = "Linear"
+
+    def __init__(self, weight: Tensor, bias: Tensor | None):
+        self.weight = weight
+        self.bias = bias
+        self.weight_abs = weight.abs()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def interval(self, bounds: Interval) -> Interval:
+        center, radius = center_radius(*bounds)
+        out_center = F.linear(center, self.weight, self.bias)
+        out_radius = F.linear(radius, self.weight_abs)
+        return out_center - out_radius, out_center + out_radius
+
+    def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
+        A_in = torch.matmul(A, self.weight)
+        bias = None
+        if self.bias is not None:
+            bias = torch.matmul(A, self.bias)
+            bias = bias.reshape(*A.shape[:2], -1).sum(-1)
+        return [A_in], bias
+
+    def describe(self) -> str:
+        return f"Linear {self.weight.shape[1]}->{self.weight.shape[0]}"
+
+
+@onnx_op("Gemm")
+def _gemm(node: SourceNode) -> Linear:
+    """Gemm ``Y = alpha * A' B' + beta * C`` with a variable ``A`` and constant ``B`` and ``C``."""
+    if not node.is_const(1) or (node.has_input(2) and not node.is_const(2)) or node.is_const(0):
+        raise node.unsupported("only Gemm(variable, constant weight, constant bias) is supported")
+    if node.attr("transA", 0):
+        raise node.unsupported("transA=1 on the variable input is not supported")
+    weight = node.const(1).astype(np.float64) * node.attr("alpha", 1.0)
+    weight = weight if node.attr("transB", 0) else weight.T  # -> [out, in]
+    bias = node.const(2)
+    if bias is not None:
+        out = weight.shape[0]
+        bias = np.broadcast_to(bias.astype(np.float64) * node.attr("beta", 1.0), (1, out)).reshape(out)
+    if len(node.shape(0)) != 2 or node.shape(0)[-1] != weight.shape[1]:
+        raise node.unsupported(f"input of shape {node.shape(0)} does not fit a weight of shape {weight.shape}")
+    return _linear(weight, bias, node)
+
+
+@onnx_op("MatMul")
+def _matmul(node: SourceNode) -> Operator:
+    """MatMul ``x @ W`` (or ``W @ x``) with a variable ``x`` and a constant 2-D ``W``."""
+    if node.is_const(0) and not node.is_const(1):
+        return _left_matmul(node)
+    weight = node.const(1)
+    if weight is None or node.is_const(0):
+        raise node.unsupported("only products of a variable and a constant matrix are supported")
+    if weight.ndim != 2:
+        raise node.unsupported(f"the constant operand must be a matrix, got shape {weight.shape}")
+    shape = node.shape(0)
+    if len(shape) == 0 or shape[-1] != weight.shape[0]:
+        raise node.unsupported(f"input of shape {shape} does not fit a weight of shape {weight.shape}")
+    return _linear(weight.T, None, node)
+
+
+class LeftLinear(Operator):
+    """``y = weight @ x`` acting on the second-to-last axis of ``x`` (ONNX ``MatMul(constant, variable)``)."""
+
+    op_type = "LeftLinear"
+
+    def __init__(self, weight: Tensor):
+        self.weight = weight
+        self.weight_abs = weight.abs()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.matmul(self.weight, x)
+
+    def interval(self, bounds: Interval) -> Interval:
+        center, radius = center_radius(*bounds)
+        out_center = torch.matmul(self.weight, center)
+        out_radius = torch.matmul(self.weight_abs, radius)
+        return out_center - out_radius, out_center + out_radius
+
+    def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
+        return [torch.matmul(self.weight.T, A)], None
+
+    def describe(self) -> str:
+        return f"LeftLinear {self.weight.shape[1]}->{self.weight.shape[0]}"
+
+
+def _left_matmul(node: SourceNode) -> Operator:
+    weight = node.const(0)
+    shape = node.shape(1)
+    if weight.ndim != 2 or len(shape) == 0 or shape[0 if len(shape) == 1 else -2] != weight.shape[1]:
+        raise node.unsupported(f"constant of shape {weight.shape} cannot multiply a variable of shape {shape}")
+    if len(shape) == 1:  # matrix-vector product: an ordinary dense layer
+        return _linear(weight, None, node)
+    return LeftLinear(node.tensor(weight))
+
+
+def _linear(weight: np.ndarray, bias: np.ndarray | None, node: SourceNode) -> Linear:
+    return Linear(node.tensor(weight), None if bias is None else node.tensor(bias))
+
+
+@torch_op(torch.nn.Linear)
+def _torch_linear(node: SourceNode) -> Linear:
+    module = node.module
+    weight = module.weight.detach().clone().to(node.dtype)
+    bias = None if module.bias is None else module.bias.detach().clone().to(node.dtype)
+    return Linear(weight, bias)

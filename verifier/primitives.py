@@ -1,0 +1,90 @@
+"""The numerical primitives of bound propagation, in plain PyTorch.
+
+These are the hot loops of IBP and CROWN. Each is written once here; an accelerated implementation
+(see ``verifier.kernels``) must give the same numbers, and this code is its specification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+
+@dataclass
+class LinearRelaxation:
+    """Elementwise linear bounds ``lower_slope*x + lower_intercept <= f(x) <= upper_slope*x + upper_intercept``.
+
+    Each field has the shape of the pre-activation bounds (``[batch, *shape]``); an intercept of
+    ``None`` means zero. ``lower_slope`` may also carry a spec dimension ``[batch, K, *shape]`` when
+    slopes are optimised per specification row (alpha-CROWN).
+    """
+
+    lower_slope: Tensor
+    lower_intercept: Tensor | None
+    upper_slope: Tensor
+    upper_intercept: Tensor | None
+
+
+def relaxed_backward(A: Tensor, relaxation: LinearRelaxation) -> tuple[Tensor, Tensor | None]:
+    """One CROWN backward step through an elementwise nonlinearity.
+
+    For a lower bound of ``A . f(z)`` each coefficient picks the lower relaxation where it is
+    non-negative and the upper relaxation where it is negative (CROWN, Zhang et al. 2018, Thm 3.2):
+    ``A_z = A+ * lower_slope + A- * upper_slope`` and
+    ``bias = sum(A+ * lower_intercept + A- * upper_intercept)`` over the neuron dimensions.
+
+    ``A`` is ``[b, K, *shape]``; relaxation slopes are ``[B, *shape]`` (shared by all rows) or
+    ``[B, K, *shape]`` (per-row, alpha-CROWN). Returns ``(A_z, bias[B, K] or None)``.
+    """
+    lower_slope = _spec_broadcast(relaxation.lower_slope, A)
+    upper_slope = _spec_broadcast(relaxation.upper_slope, A)
+    A_pos = A.clamp(min=0)
+    A_neg = A.clamp(max=0)
+    A_z = A_pos * lower_slope + A_neg * upper_slope
+    bias = None
+    if relaxation.upper_intercept is not None:
+        bias = _sum_neurons(A_neg * _spec_broadcast(relaxation.upper_intercept, A))
+    if relaxation.lower_intercept is not None:
+        lower_part = _sum_neurons(A_pos * _spec_broadcast(relaxation.lower_intercept, A))
+        bias = lower_part if bias is None else bias + lower_part
+    return A_z, bias
+
+
+def concretize_box(A: Tensor, bias: Tensor | None, lower: Tensor, upper: Tensor) -> Tensor:
+    """Minimum of ``A . x + bias`` over the box ``lower <= x <= upper``, for each row of ``A``.
+
+    Uses the centre/radius form ``A . c - |A| . r`` (``c`` the box centre, ``r`` its radius, widened by
+    rounding so the box ``[c - r, c + r]`` always contains ``[lower, upper]``).
+    ``A`` is ``[b, K, *shape]``, ``lower``/``upper`` are ``[B, *shape]``; returns ``[B, K]``.
+    """
+    center = (lower + upper) / 2
+    radius = torch.maximum(upper - center, center - lower)
+    A_flat = A.flatten(2)
+    value = torch.matmul(A_flat, center.flatten(1).unsqueeze(-1)).squeeze(-1)
+    value = value - torch.matmul(A_flat.abs(), radius.flatten(1).unsqueeze(-1)).squeeze(-1)
+    if bias is not None:
+        value = value + bias
+    return value
+
+
+def interval_from_center_radius(center: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:
+    """The box ``[center - radius, center + radius]``."""
+    return center - radius, center + radius
+
+
+def center_radius(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+    """Centre and radius of a box, the radius widened by rounding so the box is covered."""
+    center = (lower + upper) / 2
+    return center, torch.maximum(upper - center, center - lower)
+
+
+def _spec_broadcast(t: Tensor, A: Tensor) -> Tensor:
+    """View per-neuron tensor ``[B, *shape]`` as ``[B, 1, *shape]`` to broadcast over spec rows."""
+    return t.unsqueeze(1) if t.dim() == A.dim() - 1 else t
+
+
+def _sum_neurons(t: Tensor) -> Tensor:
+    return t.flatten(2).sum(-1)
