@@ -1,0 +1,1 @@
+"""Attacks: search the input box for points that push outputs to extremes (counterexamples, soundness checks)."""
