@@ -17,7 +17,8 @@ The backward pass only ever computes *lower* bounds of ``A . x``; an upper bound
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -65,7 +66,7 @@ class Operator:
         """The tensors baked into this operator (weights, biases, relaxation constants)."""
         return {k: v for k, v in vars(self).items() if isinstance(v, Tensor)}
 
-    def to(self, dtype: torch.dtype) -> "Operator":
+    def to(self, dtype: torch.dtype) -> Operator:
         """Cast the floating-point constants to ``dtype`` in place; returns ``self``."""
         for key, value in self.constants().items():
             if value.is_floating_point():

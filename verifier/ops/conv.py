@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -110,10 +110,13 @@ class Conv(Operator):
         return [A_in], bias
 
     def describe(self) -> str:
-        return f"Conv{self.dims}d {self.weight.shape[1] * self.groups}->{self.weight.shape[0]} k={tuple(self.weight.shape[2:])}"
+        channels = f"{self.weight.shape[1] * self.groups}->{self.weight.shape[0]}"
+        return f"Conv{self.dims}d {channels} k={tuple(self.weight.shape[2:])}"
 
 
-def same_padding(spatial: Sequence[int], kernel: Sequence[int], strides, dilations, upper: bool) -> list[tuple[int, int]]:
+def same_padding(
+    spatial: Sequence[int], kernel: Sequence[int], strides, dilations, upper: bool
+) -> list[tuple[int, int]]:
     """ONNX ``auto_pad = SAME_UPPER / SAME_LOWER``: output size ``ceil(input / stride)``."""
     pads = []
     for s, k, st, d in zip(spatial, kernel, strides, dilations):

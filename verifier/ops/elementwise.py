@@ -11,7 +11,7 @@ BatchNormalization in inference mode.
 from __future__ import annotations
 
 import operator
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -8,7 +8,7 @@ The layer ``y = x W^T + b`` acts on the last axis of its input.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -8,7 +8,7 @@ CROWN rearranges the coefficients back (``A . reshape(x) = reshape^-1(A) . x``).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
