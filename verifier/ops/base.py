@@ -43,6 +43,9 @@ class Operator:
     op_type: ClassVar[str] = ""
     #: True when :meth:`backward` needs the bounds of the inputs (a relaxation of a nonlinearity).
     needs_input_bounds: ClassVar[bool] = False
+    #: True for operators that are affine in their inputs; they implement :meth:`linear_part` and
+    #: :meth:`abs_linear_part`, which forward-mode linear bounds use.
+    is_affine: ClassVar[bool] = False
 
     def forward(self, *inputs: Tensor) -> Tensor:
         """Concrete output for concrete inputs, each of shape ``[batch, *input_shape]``."""
@@ -59,6 +62,14 @@ class Operator:
         Returns ``(A_in, bias)`` such that ``A . y >= sum_i A_in[i] . x_i + bias`` for every input value
         inside the given input bounds; ``bias`` is ``[b, K]`` or ``None`` for zero.
         """
+        raise NotImplementedError
+
+    def linear_part(self, *inputs: Tensor) -> Tensor:
+        """Affine operators only: the linear map ``L`` of ``y = L(x) + offset`` (no constant term)."""
+        raise NotImplementedError
+
+    def abs_linear_part(self, *inputs: Tensor) -> Tensor:
+        """Affine operators only: ``|L|``, the linear map with every coefficient replaced by its magnitude."""
         raise NotImplementedError
 
     # -- housekeeping ---------------------------------------------------------------------------

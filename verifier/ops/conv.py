@@ -31,6 +31,7 @@ class Conv(Operator):
     """
 
     op_type = "Conv"
+    is_affine = True
 
     def __init__(
         self,
@@ -79,6 +80,12 @@ class Conv(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return self._conv(x, self.weight, self.bias)
+
+    def linear_part(self, x: Tensor) -> Tensor:
+        return self._conv(x, self.weight, None)
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return self._conv(x, self.weight_abs, None)
 
     def interval(self, bounds: Interval) -> Interval:
         center, radius = center_radius(*bounds)

@@ -24,6 +24,7 @@ class Linear(Operator):
     """``y = x @ weight.T + bias`` over the last axis; ``weight`` is ``[out, in]``."""
 
     op_type = "Linear"
+    is_affine = True
 
     def __init__(self, weight: Tensor, bias: Tensor | None):
         self.weight = weight
@@ -32,6 +33,12 @@ class Linear(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
+
+    def linear_part(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight)
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight_abs)
 
     def interval(self, bounds: Interval) -> Interval:
         center, radius = center_radius(*bounds)
@@ -89,6 +96,7 @@ class LeftLinear(Operator):
     """``y = weight @ x`` acting on the second-to-last axis of ``x`` (ONNX ``MatMul(constant, variable)``)."""
 
     op_type = "LeftLinear"
+    is_affine = True
 
     def __init__(self, weight: Tensor):
         self.weight = weight
@@ -96,6 +104,11 @@ class LeftLinear(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.matmul(self.weight, x)
+
+    linear_part = forward
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return torch.matmul(self.weight_abs, x)
 
     def interval(self, bounds: Interval) -> Interval:
         center, radius = center_radius(*bounds)
