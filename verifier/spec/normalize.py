@@ -119,7 +119,7 @@ def to_specification(
             parts.append(part)
         lower = _combine([p.lower for p in parts if p.lower is not None], np.maximum, -np.inf, n_inputs)
         upper = _combine([p.upper for p in parts if p.upper is not None], np.minimum, np.inf, n_inputs)
-        _check_bounded(parsed, conjunction, lower, upper)
+        _check_bounded(parsed, conjunction, lower, upper, total > 1)
         if (lower > upper).any():
             infeasible += 1
             continue
@@ -147,22 +147,27 @@ def _combine(arrays: list[np.ndarray], op, fill: float, size: int) -> np.ndarray
     return op.reduce(np.stack(arrays), axis=0)
 
 
-def _check_bounded(parsed: ParsedProperty, conjunction: list[Chunk], lower: np.ndarray, upper: np.ndarray) -> None:
+def _check_bounded(parsed: ParsedProperty, conjunction: list[Chunk], lower: np.ndarray, upper: np.ndarray,
+                   several_cases: bool) -> None:
+    """Raise a :class:`SpecError` naming the first input without a lower or upper bound in this conjunction.
+
+    The error points at the input's other bound when it has one, else at its declaration; with several
+    cases it also names a constraint that singles out the case (the first leaf of its last chunk).
+    """
     for array, side in ((lower, "lower"), (upper, "upper")):
         missing = np.flatnonzero(np.isinf(array))
-        if len(missing):
-            index = int(missing[0])
-            source = parsed.source
-            leaves = [leaf for chunk in conjunction for leaf in chunk]
-            declared = source.where(parsed.input_declarations[index])
-            if leaves:
-                where = leaves[0].token
-                context = f"in the conjunction starting at line {source.line_col(where)[0]}"
-            else:
-                where = parsed.input_declarations[index]
-                context = "(the property constrains no input)"
-            raise source.error(where, f"input X_{index} (declared at {declared}) has no {side} bound {context}; "
-                                      "every input needs a finite lower and upper bound in each case")
+        if not len(missing):
+            continue
+        index = int(missing[0])
+        source = parsed.source
+        others = [leaf for chunk in conjunction for leaf in chunk if isinstance(leaf, Bound) and leaf.index == index]
+        where = others[-1].token if others else parsed.input_declarations[index]
+        context = ""
+        if several_cases and conjunction and conjunction[-1]:
+            line = source.line_col(conjunction[-1][0].token)[0]
+            context = f" in the case that includes the constraint at line {line}"
+        raise source.error(where, f"input X_{index} has no {side} bound{context}; every input needs a finite "
+                                  "lower and upper bound in each case")
 
 
 def _disjunctions(node: Formula) -> list[Or]:
