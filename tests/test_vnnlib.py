@@ -149,6 +149,19 @@ def test_nesting_three_deep_with_boxes_inside_disjuncts():
     assert groups[0].C.shape == (5, 2) and list(groups[0].row_case) == [0, 0, 1, 1, 2]
 
 
+def test_deep_nesting_parses_and_too_deep_is_a_clear_error():
+    def nested(depth: int) -> str:
+        formula = "(>= Y_0 1)"
+        for level in range(depth):
+            formula = f"({'and' if level % 2 else 'or'} {formula} (<= Y_0 {level}))"
+        return declarations(1, 1) + _VALID_TAIL + f"(assert {formula})\n"
+
+    spec = parse_vnnlib(nested(200))
+    assert len(spec.cases) == 101
+    with pytest.raises(SpecError, match=r"<text>:\d+:\d+: formula nested too deeply"):
+        parse_vnnlib(nested(5000))
+
+
 def test_comments_scientific_notation_and_linear_terms():
     text = """; a comment (with an unbalanced parenthesis
 (declare-const X_0 Real) ; trailing comment )

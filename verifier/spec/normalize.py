@@ -124,10 +124,7 @@ def to_specification(
             infeasible += 1
             continue
         key = (lower.tobytes(), upper.tobytes())
-        if key not in boxes:
-            lower.flags.writeable = upper.flags.writeable = False
-            boxes[key] = (lower, upper)
-        lower, upper = boxes[key]
+        lower, upper = boxes.setdefault(key, (lower, upper))
         with_rows = [p for p in parts if len(p.d)]
         if not with_rows:
             C, d = no_rows

@@ -20,7 +20,9 @@ class Case:
 
     ``lower``, ``upper``: the input box, ``[n_inputs]`` (flattened in C order, as ``X_i`` index them).
     ``C``: ``[k, n_outputs]`` and ``d``: ``[k]``, the output rows; ``k == 0`` means every ``x`` in the box
-    is a counterexample. Cases with the same box share the same ``lower``/``upper`` array objects.
+    is a counterexample. Cases with the same box share the same ``lower``/``upper`` array objects (and
+    cases may share ``C``/``d``): treat them as read-only. (They are not flagged read-only because
+    ``torch.as_tensor`` warns on such arrays.)
     """
 
     lower: np.ndarray

@@ -33,7 +33,10 @@ def parse_vnnlib(
     parsed = parse_property(source)
     inputs = _check_declared(parsed, parsed.input_declarations, "X", "input", n_inputs)
     outputs = _check_declared(parsed, parsed.output_declarations, "Y", "output", n_outputs)
-    return to_specification(parsed, inputs, outputs, max_cases)
+    try:
+        return to_specification(parsed, inputs, outputs, max_cases)
+    except RecursionError:
+        raise source.error(0, "formula nested too deeply to normalise") from None
 
 
 def _read(path_or_text: str | os.PathLike, name: str | None) -> tuple[str, str]:

@@ -120,14 +120,15 @@ def check_counterexample(spec: Specification, x: Sequence[float] | np.ndarray, y
         nearest_box = min(nearest_box, outside)
         if outside > tolerance:
             continue
-        excess = group.C @ ys - group.d
-        for position, case in enumerate(group.case_indices):
-            worst = float(np.max(excess[group.row_case == position], initial=-np.inf))
-            if worst <= tolerance:
-                return WitnessCheck(True, case, f"x is in the box of case {case} and its {len(spec.cases[case].d)} "
-                                                f"output rows hold (largest C@y - d = {worst:.3g})")
-            in_box_cases.append(case)
-            smallest_violation = min(smallest_violation, worst)
+        worst = np.full(len(group.case_indices), -np.inf)  # largest C@y - d per case; -inf for a case without rows
+        np.maximum.at(worst, group.row_case, group.C @ ys - group.d)
+        holds = np.flatnonzero(worst <= tolerance)
+        if len(holds):
+            case = group.case_indices[holds[0]]
+            return WitnessCheck(True, case, f"x is in the box of case {case} and its {len(spec.cases[case].d)} "
+                                            f"output rows hold (largest C@y - d = {worst[holds[0]]:.3g})")
+        in_box_cases.extend(group.case_indices)
+        smallest_violation = min(smallest_violation, float(worst.min()))
     if not in_box_cases:
         return WitnessCheck(False, None, f"x lies outside every input box (by at least {nearest_box:.3g})")
     return WitnessCheck(False, None, f"x is in the box of {len(in_box_cases)} case(s) but no case's output rows "
