@@ -23,6 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from verifier.errors import SpecError
 from verifier.spec.formula import And, Bound, Formula, Leaf, Or, OutputConstraint, Truth
 from verifier.spec.reader import Source
 
@@ -96,7 +97,7 @@ class _Parser:
 
     # -- token helpers ------------------------------------------------------------------------------
 
-    def error(self, token: int, message: str):
+    def error(self, token: int, message: str) -> SpecError:
         return self.source.error(token, message)
 
     def take(self, opened: int, expected: str) -> str:
