@@ -59,10 +59,14 @@ def backward_lower(
     A: Tensor,
     bounds: dict[str, Interval],
     hook: BackwardHook | None = None,
-) -> Tensor:
+    return_coefficients: bool = False,
+) -> Tensor | tuple[Tensor, Tensor | None, Tensor]:
     """Lower bound of ``A . y_start`` over the input box: ``[B, K]`` for ``A`` of shape ``[b, K, *shape]``.
 
     ``bounds`` must hold the input box and the bounds of every pre-activation tensor before ``start``.
+    With ``return_coefficients`` also returns the linear lower bound itself, ``A . y >= A_x . x + c``:
+    the input coefficients ``A_x`` (``[b, K, *input_shape]``, ``None`` if ``y`` does not depend on ``x``)
+    and the constant ``c`` (``[B or 1, K]``).
     """
     pending: dict[str, Tensor] = {start: A}
     bias: Tensor | int = 0
@@ -85,10 +89,13 @@ def backward_lower(
             pending[name] = pending[name] + A_in if name in pending else A_in
     lower, upper = bounds[graph.input_name]
     A_input = pending.pop(graph.input_name, None)
+    constant = bias if isinstance(bias, Tensor) else torch.zeros(1, A.shape[1], dtype=lower.dtype)
     if A_input is None:  # the start tensor does not depend on the input
-        return (torch.zeros(lower.shape[0], A.shape[1], dtype=lower.dtype) + bias).expand(lower.shape[0], -1)
-    result = concretize_box(A_input, None, lower, upper) + bias
-    return result.expand(lower.shape[0], -1) if result.shape[0] != lower.shape[0] else result
+        result = constant.expand(lower.shape[0], -1)
+    else:
+        result = concretize_box(A_input, None, lower, upper) + constant
+        result = result.expand(lower.shape[0], -1) if result.shape[0] != lower.shape[0] else result
+    return (result, A_input, constant) if return_coefficients else result
 
 
 def two_sided(
