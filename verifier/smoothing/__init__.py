@@ -21,22 +21,37 @@ from verifier.smoothing.base_classifier import (
     TorchClassifier,
     as_base_classifier,
 )
+from verifier.smoothing.bound_memory import BoundMemoryEstimate, estimate_bound_memory
+from verifier.smoothing.certificate import SmoothingCertificate
 from verifier.smoothing.checks import SmoothingArgumentError
+from verifier.smoothing.fallback import (
+    box_to_l2_ball,
+    certify_fallback,
+    should_fall_back,
+    smoothing_inapplicable_reason,
+)
 from verifier.smoothing.smoothed import ABSTAIN, Certification, Prediction, SmoothedClassifier
 from verifier.smoothing.statistics import certified_radius, clopper_pearson_lower, top_two_p_value
 
 __all__ = [
     "ABSTAIN",
     "BaseClassifier",
+    "BoundMemoryEstimate",
     "Certification",
     "NetworkClassifier",
     "OnnxRuntimeClassifier",
     "Prediction",
     "SmoothedClassifier",
+    "SmoothingCertificate",
     "SmoothingArgumentError",
     "TorchClassifier",
     "as_base_classifier",
+    "box_to_l2_ball",
     "certified_radius",
+    "certify_fallback",
     "clopper_pearson_lower",
+    "estimate_bound_memory",
+    "should_fall_back",
+    "smoothing_inapplicable_reason",
     "top_two_p_value",
 ]

@@ -115,10 +115,13 @@ class OnnxRuntimeClassifier(BaseClassifier):
         options.inter_op_num_threads = 1
         # a leading dimension of 1 (or a symbolic one) is a batch dimension we can widen
         self._batched = len(dims) > 0 and self.input_shape[0] == 1 and self._try_batched(model, options)
-        if not self._batched:
-            self.session = onnxruntime.InferenceSession(model.SerializeToString(), options,
-                                                        providers=["CPUExecutionProvider"])
-        out = self._run(np.zeros((1, *self.input_shape), dtype=self._numpy_dtype))
+        try:
+            if not self._batched:
+                self.session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                                            providers=["CPUExecutionProvider"])
+            out = self._run(np.zeros((1, *self.input_shape), dtype=self._numpy_dtype))
+        except Exception as error:
+            raise ModelLoadError(f"onnxruntime cannot run {self.path}: {type(error).__name__}: {error}") from None
         self.num_classes = int(out.shape[1])
         mode = "batched" if self._batched else "one input at a time"
         self.description = f"onnxruntime {self.path} ({mode})"
