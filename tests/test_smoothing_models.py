@@ -37,6 +37,7 @@ def test_ir_and_onnxruntime_give_the_same_votes(name):
     assert np.abs(votes["ir"] - votes["onnxruntime"]).sum() <= 4
     assert isinstance(as_base_classifier(path, backend="ir"), NetworkClassifier)
     assert isinstance(as_base_classifier(path, backend="onnxruntime"), OnnxRuntimeClassifier)
+    assert isinstance(as_base_classifier(path), OnnxRuntimeClassifier)  # auto: batched onnxruntime
 
 
 def test_onnxruntime_with_a_hard_coded_batch_runs_one_input_at_a_time(tmp_path):
@@ -61,6 +62,8 @@ def test_onnxruntime_with_a_hard_coded_batch_runs_one_input_at_a_time(tmp_path):
     ir = SmoothedClassifier(path, 0.1, seed=0, backend="ir").certify(x[0], n0=10, n=300)
     ort = SmoothedClassifier(path, 0.1, seed=0, backend="onnxruntime").certify(x[0], n0=10, n=300)
     assert (ir.label, ir.count) == (ort.label, ort.count) == (1, ort.count)
+    # auto prefers the IR's batched execution to onnxruntime one input at a time
+    assert isinstance(as_base_classifier(path), NetworkClassifier)
 
 
 def test_torch_module_and_its_ir_conversion_agree():

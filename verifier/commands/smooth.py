@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1000, help="noisy samples per forward pass (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise generator (default 0)")
     parser.add_argument("--backend", choices=["auto", "ir", "onnxruntime"], default="auto",
-                        help="how the model runs: our IR, onnxruntime, or auto (IR unless an operator is unsupported)")
+                        help="how the model runs: our IR, onnxruntime, or auto (onnxruntime when it runs the "
+                        "model in batches, else the IR, else onnxruntime one input at a time)")
     parser.add_argument("--skip", type=int, default=1, help="certify every SKIP-th input (default 1: all)")
     parser.add_argument("--limit", type=int, default=None, help="certify at most this many inputs")
     parser.add_argument("--radii", default="0,0.25,0.5,0.75,1.0",

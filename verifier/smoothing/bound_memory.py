@@ -66,12 +66,12 @@ class BoundMemoryEstimate:
     @property
     def peak_bytes(self) -> int:
         """Peak memory with every layer bounded in one pass (no chunking)."""
-        return self.interval_bytes + PEAK_FACTOR * self.largest_layer.coefficient_bytes
+        return self.interval_bytes + PEAK_FACTOR * max([layer.coefficient_bytes for layer in self.layers] + [0])
 
     @property
     def min_peak_bytes(self) -> int:
         """Peak memory with the smallest possible chunks (one neuron per backward pass)."""
-        return self.interval_bytes + PEAK_FACTOR * max(layer.one_row_bytes for layer in self.layers)
+        return self.interval_bytes + PEAK_FACTOR * max([layer.one_row_bytes for layer in self.layers] + [0])
 
     def chunk_budget(self, memory_budget: int) -> int:
         """Bytes per coefficient tensor (the engine's ``memory_budget`` option) keeping the peak within
@@ -146,6 +146,7 @@ def estimate_bound_memory(network: Network, batch: int = 1, spec_rows: int | Non
             2 * batch * largest[name] * itemsize,
         )
         for name, count in rows.items()
+        if count > 0  # a property with no output rows (or a layer of no neurons) needs no pass
     )
     tensors = [graph.input_name] + [node.name for node in graph.nodes]
     interval_bytes = sum(2 * batch * graph.numel(name) * itemsize for name in tensors)
