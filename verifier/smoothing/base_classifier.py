@@ -22,6 +22,7 @@ from torch import Tensor
 
 from verifier.errors import ModelLoadError, ShapeError, UnsupportedOperatorError
 from verifier.network import Network
+from verifier.threads import ensure_threads
 
 BACKENDS = ("auto", "ir", "onnxruntime")
 
@@ -171,6 +172,7 @@ def as_base_classifier(model, input_shape: tuple[int, ...] | None = None, backen
     """
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    ensure_threads()
     if isinstance(model, BaseClassifier):
         return model
     if isinstance(model, Network):

@@ -68,6 +68,8 @@ def should_fall_back(
         except UnsupportedOperatorError as error:
             return True, (f"the bound engine cannot handle the model ({error}); onnxruntime can still run it, "
                           "so it can be certified by randomized smoothing")
+    if not isinstance(model, Network):
+        raise VerifierError(f"should_fall_back needs a Network or an ONNX path, got a {type(model).__name__}")
     estimate = estimate_bound_memory(model, batch, spec_rows, intermediate)
     peak, budget = estimate.peak_bytes, _mib(memory_budget)
     if peak <= memory_budget:

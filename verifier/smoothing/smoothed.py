@@ -25,7 +25,7 @@ from verifier.smoothing.statistics import certified_radius, clopper_pearson_lowe
 ABSTAIN = -1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Prediction:
     """PREDICT's answer for one input: ``label`` is ``g(x)``, or :data:`ABSTAIN` when the top two vote
     counts do not differ significantly (two-sided binomial test, p-value > alpha)."""
@@ -42,7 +42,7 @@ class Prediction:
         return self.label == ABSTAIN
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Certification:
     """CERTIFY's answer for one input.
 
@@ -121,14 +121,15 @@ class SmoothedClassifier:
         return batch[0]
 
     # -- sampling -------------------------------------------------------------------------------------
-    def sample_counts(self, x: Tensor, num: int, batch_size: int) -> np.ndarray:
+    def sample_counts(self, x: Tensor | np.ndarray, num: int, batch_size: int = 1000) -> np.ndarray:
         """Votes of the base classifier on ``num`` noisy copies ``x + eps`` of one input: ``[num_classes]``.
 
-        ``x`` is ``[*input_shape]``. The noise is drawn in place into one reused buffer, so apart from
-        the Gaussian generator the cost is the base classifier's batched forward pass.
+        The noise is drawn in place into one reused buffer, so apart from the Gaussian generator the
+        cost is the base classifier's batched forward pass.
         """
         num = check_positive_int(num, "the number of samples")
         batch_size = check_positive_int(batch_size, "batch_size")
+        x = self._one(x)
         counts = torch.zeros(self.num_classes, dtype=torch.long)
         buffer = torch.empty(min(batch_size, num), *x.shape, dtype=x.dtype)
         remaining = num
