@@ -1,20 +1,24 @@
 """Randomized smoothing as the verifier's fallback when deterministic bounds cannot be had.
 
-How ``verify`` uses it (issue 6)::
+How ``verify`` should use it (issue 6)::
 
     from verifier.smoothing.fallback import certify_fallback, should_fall_back, smoothing_inapplicable_reason
 
-    fall_back, reason = should_fall_back(model_path_or_network, memory_budget=budget_bytes)
+    # before any bound computation; model: an ONNX path (detects unsupported operators) or a Network
+    fall_back, reason = should_fall_back(model, memory_budget=budget_bytes, batch=1, spec_rows=outputs - 1)
     if fall_back:
-        why_not = smoothing_inapplicable_reason(robustness=..., norm=..., sigma=options.smoothing_sigma)
+        why_not = smoothing_inapplicable_reason(robustness=is_robustness, norm="l2", sigma=options.smoothing_sigma)
         if why_not is not None:
-            return unknown(f"{reason}; {why_not}")           # says clearly why no certificate exists
-        certificate = certify_fallback(model_path_or_network, center, label, epsilon_l2,
-                                       sigma=options.smoothing_sigma, fallback_reason=reason)
-        return unknown(..., smoothing=certificate)            # never unsat: see certificate.py
+            return unknown(f"{reason}; {why_not}")             # says clearly why no certificate exists
+        certificate = certify_fallback(model, center, label, epsilon_l2, sigma=options.smoothing_sigma,
+                                       n0=100, n=100_000, alpha=0.001, seed=0, fallback_reason=reason)
+        return unknown(reason, smoothing=certificate)          # never unsat: certificate.vnncomp_result == "unknown"
+    # else run CROWN with the engine's per-chunk budget:
+    #   network.bounds(..., memory_budget=estimate_bound_memory(network).chunk_budget(budget_bytes))
 
-``should_fall_back`` takes a path too, so a model whose operators the IR front end rejects is detected
-(and still certified, run by onnxruntime).
+``budget_bytes`` is the peak the whole bound computation may use. ``should_fall_back`` takes a path too,
+so a model whose operators the IR front end rejects is detected, and ``certify_fallback`` then runs it
+with onnxruntime.
 """
 
 from __future__ import annotations
