@@ -66,6 +66,28 @@ def test_onnxruntime_with_a_hard_coded_batch_runs_one_input_at_a_time(tmp_path):
     assert isinstance(as_base_classifier(path), NetworkClassifier)
 
 
+def test_onnxruntime_is_not_batched_when_the_model_mixes_the_batch(tmp_path):
+    # y = (x + mean over axis 0 of x) W: at batch size 1 this is 2 x W, a wider batch would mix its rows
+    weight = np.eye(4, 3, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["input"], ["mean"], axes=[0], keepdims=1),
+         helper.make_node("Add", ["input", "mean"], ["doubled"]),
+         helper.make_node("MatMul", ["doubled", "W"], ["output"])],
+        "batch_mixing",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(weight, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "mixing.onnx"
+    onnx.save(model, str(path))
+    base = OnnxRuntimeClassifier(path)
+    assert not base.batched
+    x = torch.tensor([[0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0], [5.0, 0.0, 0.0, 0.0]]).reshape(3, 1, 4)
+    assert torch.allclose(base.scores(x), 2 * x.reshape(3, 4)[:, :3])
+
+
 def test_torch_module_and_its_ir_conversion_agree():
     torch.manual_seed(0)
     module = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4))

@@ -114,20 +114,22 @@ class OnnxRuntimeClassifier(BaseClassifier):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
-        # a leading dimension of 1 (or a symbolic one) is a batch dimension we can widen
-        self.batched = len(dims) > 0 and self.input_shape[0] == 1 and self._try_batched(model, options)
         try:
-            if not self.batched:
-                self.session = onnxruntime.InferenceSession(model.SerializeToString(), options,
-                                                            providers=["CPUExecutionProvider"])
-            out = self._run(np.zeros((1, *self.input_shape), dtype=self._numpy_dtype))
+            self._single = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                                        providers=["CPUExecutionProvider"])
+            out = self._run_rows(np.zeros((1, *self.input_shape), dtype=self._numpy_dtype))
         except Exception as error:
             raise ModelLoadError(f"onnxruntime cannot run {self.path}: {type(error).__name__}: {error}") from None
         self.num_classes = int(out.shape[1])
+        # a leading dimension of 1 (or a symbolic one) is a batch dimension we can try to widen
+        self._batched_session = self._widened(model, options) if dims and self.input_shape[0] == 1 else None
+        self.batched = self._batched_session is not None
         mode = "batched" if self.batched else "one input at a time"
         self.description = f"onnxruntime {self.path} ({mode})"
 
-    def _try_batched(self, model: onnx.ModelProto, options) -> bool:
+    def _widened(self, model: onnx.ModelProto, options):
+        """A session of ``model`` with a symbolic batch dimension, if it computes every row of a batch
+        exactly as the original model computes it alone (checked on random inputs); else ``None``."""
         import onnxruntime
 
         batched = onnx.ModelProto()
@@ -137,25 +139,26 @@ class OnnxRuntimeClassifier(BaseClassifier):
             if len(shape.dim) > 0:
                 shape.dim[0].ClearField("dim_value")
                 shape.dim[0].dim_param = "batch"
+        probe = np.random.default_rng(0).standard_normal((3, *self.input_shape)).astype(self._numpy_dtype)
         try:
             session = onnxruntime.InferenceSession(batched.SerializeToString(), options,
                                                    providers=["CPUExecutionProvider"])
-            probe = np.zeros((2, *self.input_shape[1:]), dtype=self._numpy_dtype)
-            out = session.run(None, {self.input_name: probe})[0]
+            out = session.run(None, {self.input_name: probe.reshape(3, *self.input_shape[1:])})[0]
         except Exception:
-            return False
-        if out.shape[0] != 2:
-            return False
-        self.session = session
-        return True
+            return None
+        if out.shape[0] != 3 or not np.allclose(out.reshape(3, -1), self._run_rows(probe), rtol=1e-5, atol=1e-6):
+            return None
+        return session
+
+    def _run_rows(self, x: np.ndarray) -> np.ndarray:
+        rows = [self._single.run(None, {self.input_name: row.reshape(self.input_shape)})[0] for row in x]
+        return np.stack(rows).reshape(x.shape[0], -1)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        batch = x.shape[0]
-        if self.batched:
-            feed = x.reshape(batch, *self.input_shape[1:])
-            return self.session.run(None, {self.input_name: feed})[0].reshape(batch, -1)
-        rows = [self.session.run(None, {self.input_name: row.reshape(self.input_shape)})[0] for row in x]
-        return np.stack(rows).reshape(batch, -1)
+        if self._batched_session is None:
+            return self._run_rows(x)
+        feed = x.reshape(x.shape[0], *self.input_shape[1:])
+        return self._batched_session.run(None, {self.input_name: feed})[0].reshape(x.shape[0], -1)
 
     def scores(self, x: Tensor) -> Tensor:
         x = x.detach().to(self.dtype).contiguous()
