@@ -41,7 +41,7 @@ FAMILIES = ["acasxu", "mnist_fc", "eran", "oval21", "cifar10_resnet", "sri_resne
 
 
 def interleaved_rates(works: dict[str, tuple], rounds: int = 7) -> dict[str, float]:
-    """Items per second of each ``work`` (name -> (work, items)), median over ``rounds`` rounds that run
+    """Items per second of each ``work`` (name -> (work, items)): the best of ``rounds`` rounds that run
     every work once in turn, so that load from other processes hits all of them alike."""
     times: dict[str, list[float]] = {name: [] for name in works}
     for work, _ in works.values():
@@ -51,12 +51,21 @@ def interleaved_rates(works: dict[str, tuple], rounds: int = 7) -> dict[str, flo
             start = time.perf_counter()
             work()
             times[name].append(time.perf_counter() - start)
-    return {name: works[name][1] / statistics.median(times[name]) for name in works}
+    return {name: works[name][1] / min(times[name]) for name in works}
+
+
+def repeat(work, times: int):
+    """``work`` run ``times`` times in a row (so every measured work covers the same number of samples)."""
+    def run() -> None:
+        for _ in range(times):
+            work()
+    return run
 
 
 def throughput(batch: int, samples: int) -> None:
     x = np.load(MODELS / "digits_test.npz")["x"][0]
-    print(f"== throughput, samples/s (batch {batch}, {samples} samples per sampling run, 1 thread)")
+    calls = samples // batch
+    print(f"== throughput, samples/s (batch {batch}, {calls * batch} samples per measurement, best of 7, 1 thread)")
     print(f"{'model':30s} {'backend':12s} {'raw forward':>12s} {'noise only':>12s} {'sampling':>12s} {'ratio':>6s}")
     for name in DEMOS:
         for backend in ("ir", "onnxruntime"):
@@ -65,9 +74,10 @@ def throughput(batch: int, samples: int) -> None:
             fixed = center + 0.25 * torch.randn(batch, *center.shape, generator=torch.Generator().manual_seed(0))
             buffer = torch.empty_like(fixed)
             rates = interleaved_rates({
-                "forward": (partial(smoothed.base.scores, fixed), batch),
-                "noise": (partial(torch.randn, buffer.shape, generator=smoothed.generator, out=buffer), batch),
-                "sampling": (partial(smoothed.sample_counts, center, samples, batch), samples),
+                "forward": (repeat(partial(smoothed.base.scores, fixed), calls), calls * batch),
+                "noise": (repeat(partial(torch.randn, buffer.shape, generator=smoothed.generator, out=buffer), calls),
+                          calls * batch),
+                "sampling": (partial(smoothed.sample_counts, center, calls * batch, batch), calls * batch),
             })
             print(f"{name:30s} {backend:12s} {rates['forward']:12.3g} {rates['noise']:12.3g} {rates['sampling']:12.3g} "
                   f"{rates['sampling'] / rates['forward']:6.2f}")
