@@ -95,5 +95,7 @@ def test_parameter_errors_are_verifier_errors():
         smoothed.certify(np.zeros(5))
     with pytest.raises(VerifierError, match="NaN"):
         smoothed.certify(np.full(4, np.nan))
+    with pytest.raises(VerifierError, match="array of numbers"):
+        smoothed.certify(["a", "b", "c", "d"])
     with pytest.raises(VerifierError, match="one input"):
         smoothed.certify(np.zeros((2, 4)))

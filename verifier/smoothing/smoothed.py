@@ -98,8 +98,10 @@ class SmoothedClassifier:
     # -- inputs ---------------------------------------------------------------------------------------
     def as_batch(self, x: Tensor | np.ndarray, what: str = "input") -> Tensor:
         """``x`` as ``[B, *input_shape]``: one input (its shape, or flat) or a batch of them."""
-        x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
-        x = x.to(self.base.dtype)
+        try:
+            x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).to(self.base.dtype)
+        except (TypeError, ValueError, RuntimeError):
+            raise ShapeError(f"{what} must be an array of numbers, got {type(x).__name__}") from None
         shape, size = tuple(x.shape), self.base.input_size
         if shape in (self.base.input_shape, (size,)):
             x = x.reshape(1, *self.base.input_shape)
