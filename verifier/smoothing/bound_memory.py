@@ -2,11 +2,12 @@
 
 The model is the one of :mod:`verifier.bounds.crown`. Bounding a tensor ``L`` with ``K`` rows (its
 ``numel(L)`` neurons for a pre-activation layer, the specification rows for the output) walks
-coefficients ``[B, 2K, *shape]`` back to the input (``2K``: lower and upper bounds in one pass), so one
-coefficient tensor takes ``2 * B * K * width(L) * itemsize`` bytes, ``width(L)`` being the largest tensor
-on the way back from ``L``. The live tensor, its relaxed copy and an open residual branch make the peak
-about :data:`PEAK_FACTOR` times that. The interval bounds of every tensor, ``2 * B * numel`` each, are
-held throughout.
+coefficients ``[b, 2K, *shape]`` back to the input (``2K``: lower and upper bounds in one pass; ``b`` is
+1 while the coefficients are shared by the batch and ``B`` from the first relaxed nonlinearity on), so
+the largest coefficient tensor takes up to ``2 * B * K * width(L) * itemsize`` bytes, ``width(L)`` being
+the largest tensor on the way back from ``L``. The live tensor, its relaxed copy and an open residual
+branch make the peak about :data:`PEAK_FACTOR` times that (the engine's own account). The interval
+bounds of every tensor, ``2 * B * numel`` each, are held throughout.
 
 The engine splits the ``K`` rows into chunks to respect its ``memory_budget`` (bytes per coefficient
 tensor); the estimate reports both the memory of unchunked passes and how many chunks a given budget
@@ -57,11 +58,6 @@ class BoundMemoryEstimate:
     itemsize: int
     layers: tuple[LayerBoundCost, ...]
     interval_bytes: int
-
-    @property
-    def largest_layer(self) -> LayerBoundCost:
-        """The backward pass with the largest coefficient tensor."""
-        return max(self.layers, key=lambda layer: layer.coefficient_bytes)
 
     @property
     def peak_bytes(self) -> int:
