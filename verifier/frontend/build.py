@@ -65,6 +65,7 @@ class GraphBuilder:
             module=module,
             dtype=self.dtype,
             opset=self.opset,
+            num_outputs=len(output) if isinstance(output, list) else 1,
         )
         try:
             result = converter(source)

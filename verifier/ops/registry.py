@@ -54,6 +54,8 @@ class SourceNode:
     dtype: torch.dtype = torch.float32
     #: the ONNX opset of the model (attribute defaults changed between opsets, e.g. Softmax's axis)
     opset: int = 18
+    #: how many outputs the node has (ONNX Split without explicit sizes splits into that many parts)
+    num_outputs: int = 1
 
     def const(self, index: int) -> np.ndarray | None:
         """The value of input ``index`` if it is a constant (or absent), else ``None``."""
