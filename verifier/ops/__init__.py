@@ -1,3 +1,11 @@
 """Operator families. Importing this package registers every family's converters."""
 
-from verifier.ops import activation, conv, elementwise, linear, shape  # noqa: F401
+from verifier.ops import (  # noqa: F401
+    activation,
+    conv,
+    elementwise,
+    linear,
+    nonconvex,
+    shape,
+    smooth,
+)
