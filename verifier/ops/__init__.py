@@ -2,6 +2,7 @@
 
 from verifier.ops import (  # noqa: F401
     activation,
+    bilinear,
     conv,
     elementwise,
     linear,
