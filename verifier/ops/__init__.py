@@ -7,6 +7,7 @@ from verifier.ops import (  # noqa: F401
     elementwise,
     linear,
     nonconvex,
+    piecewise,
     shape,
     smooth,
 )
