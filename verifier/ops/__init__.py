@@ -5,9 +5,12 @@ from verifier.ops import (  # noqa: F401
     bilinear,
     conv,
     elementwise,
+    indexing,
     linear,
     nonconvex,
     piecewise,
+    pooling,
     shape,
     smooth,
+    softmax,
 )
