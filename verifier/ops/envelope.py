@@ -147,9 +147,14 @@ class ExactInterceptNonlinear(ElementwiseNonlinear):
                     best_slope = torch.where(better, slope, best_slope)
                     best_intercept = torch.where(better, intercept, best_intercept)
                     best_value = torch.where(better, value, best_value)
+            best_slope, best_intercept = best_slope.to(dtype), best_intercept.to(dtype)
+            # a side without a finite line (pole, overflow of the dtype) is the vacuous line 0 x -+ inf
+            vacuous = ~torch.isfinite(best_slope) | ~torch.isfinite(best_intercept)
             if blocked is not None:
-                best_intercept = torch.where(blocked, -torch.inf if not maximum else torch.inf, best_intercept)
-            sides.append((best_slope.to(dtype), best_intercept.to(dtype)))
+                vacuous = vacuous | blocked
+            best_slope = torch.where(vacuous, 0.0, best_slope)
+            best_intercept = torch.where(vacuous, torch.inf if maximum else -torch.inf, best_intercept)
+            sides.append((best_slope, best_intercept))
         (lower_slope, lower_intercept), (upper_slope, upper_intercept) = sides
         return LinearRelaxation(lower_slope, lower_intercept, upper_slope, upper_intercept)
 
