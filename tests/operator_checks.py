@@ -161,3 +161,28 @@ def assert_relaxation(op, f: Callable[[torch.Tensor], torch.Tensor], lower: torc
             )
     for part in (relaxation.lower_slope, relaxation.upper_slope):
         assert not torch.isnan(part).any()
+
+
+def assert_backward_sound(op, boxes: Sequence[tuple[torch.Tensor, torch.Tensor]], rows: int = 5, samples: int = 300,
+                          seed: int = 0, rtol: float = 1e-5, atol: float = 1e-5) -> None:
+    """``op.backward`` gives a valid lower bound ``A . y >= sum_i A_i . x_i + bias`` at random points of the
+    input boxes (each ``[B, *shape]``), for random coefficients ``A`` of both signs."""
+    g = torch.Generator().manual_seed(seed)
+    batch = boxes[0][0].shape[0]
+    with torch.no_grad():
+        y_shape = op.forward(*(lo for lo, _ in boxes)).shape[1:]
+    A = torch.randn(batch, rows, *y_shape, generator=g, dtype=boxes[0][0].dtype)
+    A_in, bias = op.backward(A, list(boxes))
+    bias = torch.zeros(batch, rows, dtype=A.dtype) if bias is None else bias
+    for _ in range(samples):
+        points = [lo + torch.rand(lo.shape, generator=g, dtype=lo.dtype) * (hi - lo) for lo, hi in boxes]
+        if _ % 3 == 0:  # corners
+            points = [torch.where(torch.rand(lo.shape, generator=g) < 0.5, lo, hi) for lo, hi in boxes]
+        y = op.forward(*points)
+        value = (A * y.unsqueeze(1)).flatten(2).sum(-1)
+        bound = bias.clone()
+        for coeffs, x in zip(A_in, points):
+            if coeffs is not None:
+                bound = bound + (coeffs * x.unsqueeze(1)).flatten(2).sum(-1)
+        slack = atol + rtol * value.abs()
+        assert (bound <= value + slack).all(), f"bound {bound[bound > value + slack]} > value {value[bound > value + slack]}"
