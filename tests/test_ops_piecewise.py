@@ -162,7 +162,8 @@ def test_relaxations_by_hand():
     # |x| on [-1, 3]: chord 0.5 x + 1.5 above, x below
     assert _lines(Abs(), -1, 3) == pytest.approx([1.0, 0.0, 0.5, 1.5], abs=1e-9)
     # clip(x, 0, 1) on [-1, 2]: both lines have the chord slope 1/3: x/3 below, x/3 + 2/3 above
-    assert _lines(Clip(torch.tensor(0.0), torch.tensor(1.0)), -1, 2) == pytest.approx([1 / 3, 0, 1 / 3, 2 / 3], abs=1e-9)
+    clip = Clip(torch.tensor(0.0), torch.tensor(1.0))
+    assert _lines(clip, -1, 2) == pytest.approx([1 / 3, 0, 1 / 3, 2 / 3], abs=1e-9)
     # sign on [-1, 2]: below the line from (0, -1) to (2, 1), above the constant 1 (less area than 2x + 1)
     assert _lines(Sign(), -1, 2) == pytest.approx([1.0, -1.0, 0.0, 1.0], abs=1e-9)
     # and mirrored on [-2, 1]: below the constant -1, above the line from (-2, -1) to (0, 1)
