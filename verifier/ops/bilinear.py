@@ -29,7 +29,7 @@ from torch import Tensor
 
 from verifier.ops.base import Interval, Operator, unbroadcast
 from verifier.ops.envelope import guarded_backward
-from verifier.ops.smooth import Reciprocal
+from verifier.ops.smooth import Power, Reciprocal
 
 
 def align(t: Tensor, rank: int) -> Tensor:
@@ -86,6 +86,30 @@ class MulVariables(Operator):
     def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
         A_x, A_y, bias = mccormick_backward(A, inputs[0], inputs[1])
         return [unbroadcast(A_x, self.shapes[0]), unbroadcast(A_y, self.shapes[1])], bias
+
+
+class SelfProduct(Operator):
+    """``x * x`` written as a product of one tensor with itself: the convex square ``Pow(x, 2)``
+    (chord above, tangent below) instead of a McCormick product; the node keeps both (equal) inputs."""
+
+    op_type = "SelfProduct"
+    needs_input_bounds = True
+
+    def __init__(self) -> None:
+        self.square = Power(2.0)
+
+    def forward(self, x: Tensor, _: Tensor) -> Tensor:
+        return self.square.forward(x)
+
+    def interval(self, first: Interval, _: Interval) -> Interval:
+        return self.square.interval(first)
+
+    def relax(self, lower: Tensor, upper: Tensor):
+        return self.square.relax(lower, upper)
+
+    def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
+        (A_in,), bias = self.square.backward(A, inputs[:1])
+        return [A_in, None], bias
 
 
 class DivVariables(Operator):

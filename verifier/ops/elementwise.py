@@ -40,10 +40,14 @@ class Affine(Operator):
     def interval(self, bounds: Interval) -> Interval:
         if self.scale is None:
             lower, upper = bounds
-        else:
+        elif torch.isfinite(bounds[0]).all() and torch.isfinite(bounds[1]).all():
             center, radius = center_radius(*bounds)
             center, radius = center * self.scale, radius * self.scale.abs()
             lower, upper = center - radius, center + radius
+        else:  # infinite bounds (after a pole): scale the ends, a zero scale gives exactly 0
+            ends = torch.stack(torch.broadcast_tensors(bounds[0] * self.scale, bounds[1] * self.scale))
+            ends = torch.where(self.scale == 0, 0.0, ends)
+            lower, upper = ends.amin(0), ends.amax(0)
         if self.shift is not None:
             lower, upper = lower + self.shift, upper + self.shift
         return lower, upper
@@ -103,11 +107,10 @@ def _onnx_arith(node: SourceNode) -> Operator:
             return AddVariables([node.shape(0), node.shape(1)])
         if op == "Sub":
             return SubVariables([node.shape(0), node.shape(1)])
-        from verifier.ops.bilinear import DivVariables, MulVariables
-        from verifier.ops.smooth import Power
+        from verifier.ops.bilinear import DivVariables, MulVariables, SelfProduct
 
         if op == "Mul" and variables[0] == variables[1]:
-            return Power(2.0)  # x * x: the convex square, much tighter than a McCormick product
+            return SelfProduct()  # x * x: the convex square, much tighter than a McCormick product
         return (MulVariables if op == "Mul" else DivVariables)([node.shape(0), node.shape(1)])
     var_index = 0 if not node.is_const(0) else 1
     const = np.asarray(node.const(1 - var_index), dtype=np.float64)
