@@ -115,13 +115,15 @@ def test_onnxruntime_parity_of_products():
     lower, upper = random_boxes((3, 4), 3, 0.5, 0.3, 0)
     assert_sound(net, lower, upper)
     # a constant divided by a variable: c / x = c * (1 / x)
-    model = make_model([helper.make_node("Div", ["c", "X"], ["Y"])], (1, 4), {"c": np.array([1, -2, 3, 0.5], np.float32)})
+    c = np.array([1, -2, 3, 0.5], np.float32)
+    model = make_model([helper.make_node("Div", ["c", "X"], ["Y"])], (1, 4), {"c": c})
     net = check_parity(model, 0.5, 3)
     assert_sound(net, *random_boxes((1, 4), 3, 1.0, 0.5, 0, center=2.0))
 
 
 def test_mccormick_by_hand():
-    """x in [0, 1], y in [1, 2]: lower plane z >= l_y x + l_x y - l_x l_y = x; upper z <= u_y x + l_x y - l_x u_y = 2x."""
+    """x in [0, 1], y in [1, 2]: lower plane z >= l_y x + l_x y - l_x l_y = x,
+    upper plane z <= u_y x + l_x y - l_x u_y = 2x."""
     op = MulVariables([(1,), (1,)])
     boxes = [(torch.tensor([[0.0]]), torch.tensor([[1.0]])), (torch.tensor([[1.0]]), torch.tensor([[2.0]]))]
     (A_x, A_y), bias = op.backward(torch.tensor([[[1.0], [-1.0]]]), boxes)
