@@ -186,3 +186,21 @@ def assert_backward_sound(op, boxes: Sequence[tuple[torch.Tensor, torch.Tensor]]
                 bound = bound + (coeffs * x.unsqueeze(1)).flatten(2).sum(-1)
         bad = bound > value + atol + rtol * value.abs()
         assert not bad.any(), f"bound {bound[bad]} > value {value[bad]}"
+
+
+def conv_sandwich_model(op_nodes: Callable[[str, str], list[onnx.NodeProto]], input_shape=(1, 2, 6, 6),
+                        channels: int = 3, outputs: int = 3, seed: int = 0, opset: int = 17,
+                        extra: dict | None = None) -> bytes:
+    """``X -> Conv 3x3 (pad 1) -> op -> Flatten -> Gemm -> Y``; the Gemm width comes from ONNX shape inference."""
+    rng = np.random.default_rng(seed)
+    init = {"W1": rng.normal(size=(channels, input_shape[1], 3, 3)).astype(np.float32) / 3,
+            "b1": rng.normal(size=channels).astype(np.float32), **(extra or {})}
+    nodes = [helper.make_node("Conv", ["X", "W1", "b1"], ["H"], pads=[1] * (2 * (len(input_shape) - 2))),
+             *op_nodes("H", "G"), helper.make_node("Flatten", ["G"], ["F"])]
+    partial = onnx.load_from_string(make_model(nodes, input_shape, init, opset, output="F"))
+    inferred = onnx.shape_inference.infer_shapes(partial)
+    width = inferred.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    init["W2"] = (rng.normal(size=(outputs, width)) / np.sqrt(width)).astype(np.float32)
+    init["b2"] = rng.normal(size=outputs).astype(np.float32)
+    nodes.append(helper.make_node("Gemm", ["F", "W2", "b2"], ["Y"], transB=1))
+    return make_model(nodes, input_shape, init, opset)
