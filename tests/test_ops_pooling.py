@@ -44,7 +44,8 @@ def test_maxpool_network_is_sound(name):
     for seed, (center, radius) in enumerate(((1.0, 0.02), (1.0, 0.3), (2.0, 2.0))):
         lower, upper = random_boxes((1, 2, 6, 6), 3, center, radius, seed)
         results = assert_sound(net, lower, upper)
-    assert (results["crown"].upper - results["crown"].lower).mean() < (results["ibp"].upper - results["ibp"].lower).mean()
+    crown, ibp = results["crown"], results["ibp"]
+    assert (crown.upper - crown.lower).mean() < (ibp.upper - ibp.lower).mean()
 
 
 def test_maxpool_backward_is_sound_on_random_windows():
