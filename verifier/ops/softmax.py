@@ -12,7 +12,8 @@ the Softmax Function"). Unlike ``exp(x_i) * (1 / sum_j exp(x_j))`` (Shi et al. 2
 McCormick product of two relaxed factors, and since ``D`` and ``S`` are tensors of the graph, CROWN
 bounds the differences ``x_j - x_i`` directly (with their cancellation through the network) before
 relaxing ``exp``. ``D_ii = 0`` exactly, so ``S >= 1`` and ``0 < Y <= 1`` by IBP.
-``log_softmax(x)_i = -log(S_i)`` reuses the chain with ``Log`` and a negation.
+``log_softmax(x)_i = -log(S_i) = -LSE_j(D_ij)`` uses :class:`LogSumExp` on ``D`` instead of ``exp`` and
+``log``, so that wide boxes do not overflow ``S``.
 
 The chain costs a tensor ``n`` times the size of the input (``n`` the softmax axis length): fine for
 classifier outputs and attention maps over short sequences.
@@ -32,7 +33,7 @@ from verifier.ops.elementwise import Affine
 from verifier.ops.pooling import ReduceSum
 from verifier.ops.registry import SourceNode, normalize_axis, onnx_op, torch_op
 from verifier.ops.shape import Reshape
-from verifier.ops.smooth import Exp, Log, Reciprocal
+from verifier.ops.smooth import Exp, Reciprocal
 
 
 class PairwiseDifference(Operator):
@@ -67,13 +68,64 @@ class PairwiseDifference(Operator):
         return f"PairwiseDifference axis={self.axis}"
 
 
+class LogSumExp(Operator):
+    """``y = log sum_j exp(x_j)`` over the last axis: convex, increasing, and submodular.
+
+    IBP: ``[LSE(l), LSE(u)]`` (computed stably). Relaxation: below, the tangent plane at the box
+    centre, ``LSE(c) + softmax(c) . (x - c)`` (valid everywhere by convexity); above, the better at the
+    centre of the constant ``LSE(u)`` and the plane ``LSE(l) + sum_j a_j (x_j - l_j)`` with
+    ``a_j = (LSE(l + (u_j - l_j) e_j) - LSE(l)) / (u_j - l_j)``. The plane is sound: submodularity
+    (``d^2 LSE / dx_i dx_j <= 0``) makes the increase from ``l`` to any vertex at most the sum of the single
+    coordinate increases, so the plane is above LSE at every vertex, hence on the box by convexity.
+    """
+
+    op_type = "LogSumExp"
+    needs_input_bounds = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.logsumexp(x, -1)
+
+    def interval(self, bounds: Interval) -> Interval:
+        return self.forward(bounds[0]), self.forward(bounds[1])
+
+    def relax(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Lower plane (weights, bias) and upper plane (weights, bias); weights over the last axis."""
+        dtype = lower.dtype
+        lower, upper = lower.double(), upper.double()
+        center = (lower + upper) / 2
+        lower_weights = torch.softmax(center, -1)
+        lower_bias = torch.logsumexp(center, -1) - (lower_weights * center).sum(-1)
+        base = torch.logsumexp(lower, -1)
+        width = upper - lower
+        n = lower.shape[-1]
+        raised = lower.unsqueeze(-2) + torch.diag_embed(width)  # row j: l with coordinate j at u_j
+        gain = torch.logsumexp(raised, -1) - base.unsqueeze(-1)
+        a = torch.where(width > 0, gain / torch.where(width > 0, width, 1.0), 0.0).clamp(0, 1)
+        plane_bias = base - (a * lower).sum(-1)
+        top = torch.logsumexp(upper, -1)
+        use_plane = plane_bias + (a * center).sum(-1) < top
+        upper_weights = torch.where(use_plane.unsqueeze(-1), a, 0.0)
+        upper_bias = torch.where(use_plane, plane_bias, top)
+        eps = 4 * torch.finfo(dtype).eps * (1 + n)  # rounding of the float64 planes cast to the engine type
+        lower_bias = lower_bias - eps * (1 + lower_bias.abs() + (lower_weights * center).abs().sum(-1))
+        upper_bias = upper_bias + eps * (1 + upper_bias.abs() + (upper_weights * lower).abs().sum(-1))
+        return lower_weights.to(dtype), lower_bias.to(dtype), upper_weights.to(dtype), upper_bias.to(dtype)
+
+    def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
+        lower_weights, lower_bias, upper_weights, upper_bias = self.relax(*inputs[0])
+        A_pos, A_neg = A.clamp(min=0), A.clamp(max=0)
+        A_in = A_pos.unsqueeze(-1) * lower_weights.unsqueeze(1) + A_neg.unsqueeze(-1) * upper_weights.unsqueeze(1)
+        bias = (A_pos * lower_bias.unsqueeze(1) + A_neg * upper_bias.unsqueeze(1)).flatten(2).sum(-1)
+        return [A_in], bias
+
+
 def softmax_chain(axis: int, shape: Sequence[int], dtype: torch.dtype, log: bool = False) -> list[Operator]:
     """The operators of softmax (or log-softmax) along per-sample ``axis`` of a tensor of ``shape``."""
     shape = tuple(shape)
     diff = PairwiseDifference(axis, shape)
     total = ReduceSum([len(shape)], False, 1.0, (*shape, shape[axis]))
     if log:
-        return [diff, Exp(), total, Log(), Affine(torch.tensor(-1.0, dtype=dtype), None, shape)]
+        return [diff, LogSumExp(), Affine(torch.tensor(-1.0, dtype=dtype), None, shape)]
     return [diff, Exp(), total, Reciprocal()]
 
 
