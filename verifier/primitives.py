@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 
 
-
 @dataclass
 class LinearRelaxation:
     """Elementwise linear bounds ``lower_slope*x + lower_intercept <= f(x) <= upper_slope*x + upper_intercept``.

@@ -9,7 +9,7 @@ The layer ``y = x W^T + b`` acts on the last axis of its input.
 from __future__ import annotations
 
 import operator
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ class Linear(Operator):
     """``y = x @ weight.T + bias`` over the last axis; ``weight`` is ``[out, in]``."""
 
     op_type = "Linear"
+    is_affine = True
 
     def __init__(self, weight: Tensor, bias: Tensor | None):
         self.weight = weight
@@ -34,6 +35,12 @@ class Linear(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
+
+    def linear_part(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight)
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight_abs)
 
     def interval(self, bounds: Interval) -> Interval:
         center, radius = center_radius(*bounds)
@@ -98,6 +105,7 @@ class LeftLinear(Operator):
     """``y = weight @ x`` acting on the second-to-last axis of ``x`` (ONNX ``MatMul(constant, variable)``)."""
 
     op_type = "LeftLinear"
+    is_affine = True
 
     def __init__(self, weight: Tensor):
         self.weight = weight
@@ -105,6 +113,11 @@ class LeftLinear(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.matmul(self.weight, x)
+
+    linear_part = forward
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return torch.matmul(self.weight_abs, x)
 
     def interval(self, bounds: Interval) -> Interval:
         center, radius = center_radius(*bounds)

@@ -7,8 +7,9 @@ operator touches one file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,8 +32,8 @@ class Outputs:
 #: one the previous result; e.g. Softmax), or :class:`Outputs` for a node with several outputs.
 Converted = Operator | str | list[Operator] | Outputs
 
-ONNX_CONVERTERS: dict[str, Callable[["SourceNode"], Converted]] = {}
-TORCH_CONVERTERS: dict[Any, Callable[["SourceNode"], Converted]] = {}
+ONNX_CONVERTERS: dict[str, Callable[[SourceNode], Converted]] = {}
+TORCH_CONVERTERS: dict[Any, Callable[[SourceNode], Converted]] = {}
 
 
 @dataclass
