@@ -120,3 +120,26 @@ def test_unsupported_configurations_name_the_node():
                        {"c": np.ones(4, np.float32)})
     with pytest.raises(verifier.UnsupportedOperatorError, match="bad_gather"):
         verifier.load_onnx(model)
+
+
+def test_forward_mode_bounds_through_the_new_affine_operators():
+    """Forward-mode linear bounds (verifier.bounds.forward) use the affine operators' linear parts."""
+    from verifier.bounds.forward import forward_bounds, supports_forward
+
+    nodes = [helper.make_node("Reshape", ["X", "shape"], ["R"]), helper.make_node("Pad", ["R", "pads", "v"], ["P"]),
+             helper.make_node("Tanh", ["P"], ["T"]), helper.make_node("Tile", ["T", "reps"], ["U"]),
+             helper.make_node("Slice", ["U", "st", "en", "ax"], ["S"]),
+             helper.make_node("Concat", ["S", "c", "S"], ["C"], axis=2),
+             helper.make_node("Softmax", ["C"], ["M"], axis=2), helper.make_node("ReduceSum", ["M", "ax2"], ["Y"])]
+    init = {"shape": np.array([1, 2, 2], I64), "pads": np.array([0, 0, 1, 0, 0, 1], I64),
+            "v": np.array(0.5, np.float32), "reps": np.array([1, 1, 2], I64), "st": np.array([1], I64),
+            "en": np.array([7], I64), "ax": np.array([2], I64), "c": np.array([[[0.25], [-0.5]]], np.float32),
+            "ax2": np.array([1], I64)}
+    net = check_parity(make_model(nodes, (1, 4), init))
+    assert supports_forward(net.graph)
+    lower, upper = random_boxes((1, 4), 3, 1.0, 0.3, 0)
+    bounds = forward_bounds(net.graph, lower, upper)[net.graph.output_name]
+    g = torch.Generator().manual_seed(0)
+    x = lower.unsqueeze(1) + torch.rand(3, 500, 1, 4, generator=g) * (upper - lower).unsqueeze(1)
+    y = net.forward(x.reshape(-1, 1, 4)).reshape(3, 500, *net.output_shape)
+    assert (y >= bounds[0].unsqueeze(1) - 1e-5).all() and (y <= bounds[1].unsqueeze(1) + 1e-5).all()

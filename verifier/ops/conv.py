@@ -201,6 +201,7 @@ class ConvTranspose(Operator):
     """
 
     op_type = "ConvTranspose"
+    is_affine = True
 
     def __init__(self, weight: Tensor, bias: Tensor | None, strides, pads, output_padding, dilations, groups: int):
         self.weight = weight
@@ -226,6 +227,12 @@ class ConvTranspose(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return self._apply(x, self.weight, self.bias)
+
+    def linear_part(self, x: Tensor) -> Tensor:
+        return self._apply(x, self.weight, None)
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return self._apply(x, self.weight_abs, None)
 
     def interval(self, bounds: Interval) -> Interval:
         center, radius = center_radius(*bounds)

@@ -31,6 +31,7 @@ class AxisSelect(Operator):
     """``y = x.index_select(a_1, i_1).index_select(a_2, i_2)...`` with constant index vectors."""
 
     op_type = "AxisSelect"
+    is_affine = True
 
     def __init__(self, selections: Sequence[tuple[int, Tensor]], input_shape: Sequence[int]):
         self.selections = [(int(axis), index.long()) for axis, index in selections]
@@ -44,6 +45,8 @@ class AxisSelect(Operator):
         for axis, index in self.selections:
             x = x.index_select(axis + 1, index)
         return x
+
+    linear_part = abs_linear_part = forward
 
     def interval(self, bounds: Interval) -> Interval:
         return self.forward(bounds[0]), self.forward(bounds[1])
@@ -65,6 +68,7 @@ class ConstantPad(Operator):
     negative values crop."""
 
     op_type = "Pad"
+    is_affine = True
 
     def __init__(self, pads: Sequence[tuple[int, int]], value: float):
         self.pads = [tuple(int(p) for p in pair) for pair in pads]
@@ -73,6 +77,11 @@ class ConstantPad(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.pad(x, self._torch_pads, value=self.value)
+
+    def linear_part(self, x: Tensor) -> Tensor:
+        return F.pad(x, self._torch_pads)
+
+    abs_linear_part = linear_part
 
     def interval(self, bounds: Interval) -> Interval:
         return self.forward(bounds[0]), self.forward(bounds[1])
@@ -90,21 +99,31 @@ class Concat(Operator):
     next variable input, or a constant tensor)."""
 
     op_type = "Concat"
+    is_affine = True
 
     def __init__(self, axis: int, parts: Sequence[Tensor | None], sizes: Sequence[int]):
         self.axis = axis
         self.parts = list(parts)
         self.sizes = list(sizes)
 
-    def _join(self, variables: Sequence[Tensor]) -> Tensor:
+    def _join(self, variables: Sequence[Tensor], constant_scale: float = 1.0) -> Tensor:
         pieces, rest = [], iter(variables)
         batch = variables[0].shape[0]
         for part in self.parts:
-            pieces.append(next(rest) if part is None else part.to(variables[0].dtype).expand(batch, *part.shape))
+            if part is None:
+                pieces.append(next(rest))
+            else:
+                pieces.append((constant_scale * part.to(variables[0].dtype)).expand(batch, *part.shape))
         return torch.cat(pieces, self.axis + 1)
 
     def forward(self, *xs: Tensor) -> Tensor:
         return self._join(xs)
+
+    def linear_part(self, *xs: Tensor) -> Tensor:
+        """The concatenation with the constant parts replaced by zeros."""
+        return self._join(xs, constant_scale=0.0)
+
+    abs_linear_part = linear_part
 
     def interval(self, *bounds: Interval) -> Interval:
         return self._join([b[0] for b in bounds]), self._join([b[1] for b in bounds])
@@ -131,6 +150,7 @@ class Expand(Operator):
     """Numpy-style broadcast of ``x`` to a larger shape (ONNX Expand); CROWN sums over the copies."""
 
     op_type = "Expand"
+    is_affine = True
 
     def __init__(self, input_shape: Sequence[int], output_shape: Sequence[int]):
         self.input_shape = tuple(input_shape)
@@ -138,6 +158,11 @@ class Expand(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return align(x, len(self.output_shape)).expand(x.shape[0], *self.output_shape)
+
+    def linear_part(self, x: Tensor) -> Tensor:
+        return self.forward(x)
+
+    abs_linear_part = linear_part
 
     def interval(self, bounds: Interval) -> Interval:
         return self.forward(bounds[0]), self.forward(bounds[1])
@@ -150,6 +175,7 @@ class Tile(Operator):
     """``x`` repeated ``repeats[a]`` times along each axis (ONNX Tile, ``Tensor.repeat``)."""
 
     op_type = "Tile"
+    is_affine = True
 
     def __init__(self, repeats: Sequence[int], input_shape: Sequence[int]):
         self.repeats = [int(r) for r in repeats]
@@ -157,6 +183,8 @@ class Tile(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.repeat(1, *self.repeats)
+
+    linear_part = abs_linear_part = forward
 
     def interval(self, bounds: Interval) -> Interval:
         return self.forward(bounds[0]), self.forward(bounds[1])

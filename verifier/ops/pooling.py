@@ -36,6 +36,7 @@ class ReduceSum(Operator):
     """``scale * sum of x over axes`` (per-sample axes), ``scale > 0`` (``1 / count`` for a mean)."""
 
     op_type = "ReduceSum"
+    is_affine = True
 
     def __init__(self, axes: Sequence[int], keepdims: bool, scale: float, input_shape: Sequence[int]):
         self.axes = tuple(sorted(axes))
@@ -47,6 +48,8 @@ class ReduceSum(Operator):
         if not self.axes:
             return x * self.scale
         return x.sum(dim=tuple(a + 1 for a in self.axes), keepdim=self.keepdims) * self.scale
+
+    linear_part = abs_linear_part = forward
 
     def interval(self, bounds: Interval) -> Interval:
         return self.forward(bounds[0]), self.forward(bounds[1])

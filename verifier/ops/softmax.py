@@ -41,6 +41,7 @@ class PairwiseDifference(Operator):
     a new last axis). Linear: IBP is ``[l_j - u_i, u_j - l_i]`` (0 on the diagonal), CROWN is exact."""
 
     op_type = "PairwiseDifference"
+    is_affine = True
 
     def __init__(self, axis: int, input_shape: Sequence[int]):
         self.axis = axis
@@ -51,6 +52,14 @@ class PairwiseDifference(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return self._j(x) - x.unsqueeze(-1)
+
+    linear_part = forward
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        # |coefficients| of x_j - x_i; on the diagonal the two cancel exactly
+        n = self.input_shape[self.axis]
+        diagonal = torch.eye(n, dtype=torch.bool).reshape(n, *[1] * (len(self.input_shape) - self.axis - 1), n)
+        return torch.where(diagonal, 0.0, self._j(x) + x.unsqueeze(-1))
 
     def interval(self, bounds: Interval) -> Interval:
         lower, upper = bounds
