@@ -80,7 +80,8 @@ class ExactInterceptNonlinear(ElementwiseNonlinear):
     def critical_points(self, slope: Tensor, lower: Tensor, upper: Tensor) -> list[Tensor]:
         """Every point of ``[lower, upper]`` where ``f(x) - slope * x`` can have an interior extremum:
         the solutions of ``f'(x) = slope`` and the kinks. Points outside the interval or NaN are allowed
-        (they are clamped); missing a point would be unsound."""
+        (they are clamped); missing a point would be unsound. ``slope`` may carry extra leading axes
+        (several slopes at once); results broadcast against it."""
         raise NotImplementedError
 
     def jump_limits(self, lower: Tensor, upper: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
@@ -126,35 +127,31 @@ class ExactInterceptNonlinear(ElementwiseNonlinear):
         lower, upper = self.domain(lower.double(), upper.double())
         mid = (lower + upper) / 2
         below, above = self.unbounded(lower, upper)
+        # all candidate slopes at once, [S, *shape], rounded to the lines the engine will really use
+        slopes = torch.stack(self.candidate_slopes(lower, upper)).to(dtype).double()
+        points = [torch.broadcast_to(x, slopes.shape) for x in
+                  clamp_points([lower, upper, *self.critical_points(slopes, lower, upper)], lower, upper)]
         sides = []
         for maximum, blocked in ((False, below), (True, above)):
-            best_slope = best_intercept = best_value = None
-            for slope in self.candidate_slopes(lower, upper):
-                slope = slope.to(dtype).double()  # the line the engine will really use
-                points = clamp_points([lower, upper, *self.critical_points(slope, lower, upper)], lower, upper)
-                intercept, magnitude = exact_intercept(self.forward, slope, points, maximum)
-                for point, limit, valid in self.jump_limits(lower, upper):
-                    value = torch.where(valid, limit - slope * point, intercept)
-                    intercept = torch.maximum(intercept, value) if maximum else torch.minimum(intercept, value)
-                    magnitude = torch.maximum(magnitude, torch.where(valid, limit.abs() + (slope * point).abs(), 0.0))
-                intercept = round_outward(intercept, magnitude, dtype, up=maximum).double()
-                value = slope * mid + intercept  # tightness at the midpoint: larger is better for the lower line
-                value = torch.where(torch.isfinite(value), value if not maximum else -value, -torch.inf)
-                if best_value is None:
-                    best_slope, best_intercept, best_value = slope, intercept, value
-                else:
-                    better = value > best_value
-                    best_slope = torch.where(better, slope, best_slope)
-                    best_intercept = torch.where(better, intercept, best_intercept)
-                    best_value = torch.where(better, value, best_value)
-            best_slope, best_intercept = best_slope.to(dtype), best_intercept.to(dtype)
+            intercept, magnitude = exact_intercept(self.forward, slopes, points, maximum)
+            for point, limit, valid in self.jump_limits(lower, upper):
+                value = torch.where(valid, limit - slopes * point, intercept)
+                intercept = torch.maximum(intercept, value) if maximum else torch.minimum(intercept, value)
+                magnitude = torch.maximum(magnitude, torch.where(valid, limit.abs() + (slopes * point).abs(), 0.0))
+            intercept = round_outward(intercept, magnitude, dtype, up=maximum).double()
+            # tightness at the midpoint (least area between line and function): larger is better below
+            value = slopes * mid + intercept
+            value = torch.where(torch.isfinite(value), -value if maximum else value, -torch.inf)
+            best = value.argmax(0, keepdim=True)
+            slope = slopes.gather(0, best)[0].to(dtype)
+            intercept = intercept.gather(0, best)[0].to(dtype)
             # a side without a finite line (pole, overflow of the dtype) is the vacuous line 0 x -+ inf
-            vacuous = ~torch.isfinite(best_slope) | ~torch.isfinite(best_intercept)
+            vacuous = ~torch.isfinite(slope) | ~torch.isfinite(intercept)
             if blocked is not None:
                 vacuous = vacuous | blocked
-            best_slope = torch.where(vacuous, 0.0, best_slope)
-            best_intercept = torch.where(vacuous, torch.inf if maximum else -torch.inf, best_intercept)
-            sides.append((best_slope, best_intercept))
+            slope = torch.where(vacuous, 0.0, slope)
+            intercept = torch.where(vacuous, torch.inf if maximum else -torch.inf, intercept)
+            sides.append((slope, intercept))
         (lower_slope, lower_intercept), (upper_slope, upper_intercept) = sides
         return LinearRelaxation(lower_slope, lower_intercept, upper_slope, upper_intercept)
 

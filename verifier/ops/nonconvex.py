@@ -128,6 +128,13 @@ class Gelu(ExactInterceptNonlinear):
         pdf = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
         return cdf + x * pdf
 
+    def interval(self, *inputs: Interval) -> Interval:
+        """Exact range: ``f`` at the ends and at its minimum point ``x* = -0.7518`` (``f'(x*) = 0``)."""
+        (lower, upper), = inputs
+        points = [lower, upper, torch.full_like(lower, _GELU_ARGMIN).clamp(lower, upper)]
+        values = torch.stack([self.forward(x) for x in points])
+        return values.amin(0), values.amax(0)
+
     def critical_points(self, slope: Tensor, lower: Tensor, upper: Tensor) -> list[Tensor]:
         points = []
         for start, end, increasing in ((-math.inf, -_SQRT2, False), (-_SQRT2, _SQRT2, True), (_SQRT2, math.inf, False)):
@@ -185,3 +192,9 @@ def _torch_gelu(node: SourceNode) -> Gelu:
     if approximate != "none":
         raise node.unsupported(f"approximate={approximate!r} (only the exact Erf form)")
     return Gelu()
+
+
+#: where GELU attains its minimum (f'(x) = 0 on the convex piece), in float64
+_GELU_ARGMIN = bisect_monotone(Gelu().derivative, torch.zeros((), dtype=torch.float64),
+                               torch.tensor(-_SQRT2, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64),
+                               increasing=True, iterations=80).item()
