@@ -27,7 +27,7 @@ from torch import Tensor
 from verifier.bounds.ibp import interval_of_spec
 from verifier.ir import Graph, Node
 from verifier.ops.activation import Relu
-from verifier.ops.base import Interval
+from verifier.ops.base import ElementwiseNonlinear, Interval
 from verifier.primitives import concretize_box
 
 #: ``hook(node, start, A, bounds)`` may replace a node's backward step (alpha-/beta-CROWN); it returns
@@ -121,7 +121,12 @@ def refine_with_crown(
     hook: BackwardHook | None = None,
 ) -> Interval:
     """CROWN bounds of the neurons of tensor ``name`` whose relaxation needs them, intersected with the
-    current bounds. Neurons read only by ReLUs need refining only where they are unstable."""
+    current bounds. Neurons read only by ReLUs need refining only where they are unstable.
+
+    The output of an elementwise nonlinearity ``f`` (a ReLU before a MaxPool) needs refining only where
+    its input was not refined: IBP through ``f`` is the exact range of ``f`` over the input bounds, and a
+    single-neuron linear relaxation back-substituted through those same bounds can only be looser. So
+    after a ReLU only the stable active neurons are refined, after other ``f`` none."""
     lower, upper = bounds[name]
     batch = lower.shape[0]
     flat_lower, flat_upper = lower.reshape(batch, -1).clone(), upper.reshape(batch, -1).clone()
@@ -130,6 +135,11 @@ def refine_with_crown(
         wanted = ((flat_lower < 0) & (flat_upper > 0)).any(0)
     else:
         wanted = torch.ones(flat_lower.shape[1], dtype=torch.bool)
+    producer = graph.node(name).op
+    if isinstance(producer, ElementwiseNonlinear):
+        if not isinstance(producer, Relu):
+            return lower, upper
+        wanted &= (bounds[graph.node(name).inputs[0]][0].reshape(batch, -1) >= 0).any(0)
     index = wanted.nonzero().flatten()
     if index.numel() == 0:
         return lower, upper
