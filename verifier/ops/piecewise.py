@@ -54,6 +54,9 @@ class LeakyRelu(ExactInterceptNonlinear):
     def critical_points(self, slope: Tensor, lower: Tensor, upper: Tensor) -> list[Tensor]:
         return [torch.zeros_like(lower)]
 
+    def exact_relaxation(self, lower: Tensor, upper: Tensor) -> Tensor:
+        return (lower >= 0) | (upper <= 0)
+
 
 class Clip(ExactInterceptNonlinear):
     """``min(max(x, lo), hi)`` (ONNX Clip, HardTanh, ReLU6); ``lo``/``hi`` are tensors broadcast to ``x``
@@ -83,6 +86,14 @@ class Clip(ExactInterceptNonlinear):
     def critical_points(self, slope: Tensor, lower: Tensor, upper: Tensor) -> list[Tensor]:
         return [bound.to(lower.dtype).expand_as(lower) for bound in (self.lo, self.hi) if bound is not None]
 
+    def exact_relaxation(self, lower: Tensor, upper: Tensor) -> Tensor:
+        exact = torch.ones_like(lower, dtype=torch.bool)
+        for bound in (self.lo, self.hi):
+            if bound is not None:
+                bound = bound.to(lower.dtype)
+                exact = exact & ((lower >= bound) | (upper <= bound))
+        return exact
+
     def describe(self) -> str:
         return "Clip"
 
@@ -101,6 +112,9 @@ class Abs(ExactInterceptNonlinear):
     def critical_points(self, slope: Tensor, lower: Tensor, upper: Tensor) -> list[Tensor]:
         return [torch.zeros_like(lower)]
 
+    def exact_relaxation(self, lower: Tensor, upper: Tensor) -> Tensor:
+        return (lower >= 0) | (upper <= 0)
+
 
 class Sign(ExactInterceptNonlinear):
     """``sign(x)`` in ``{-1, 0, 1}`` (``sign(0) = 0``)."""
@@ -115,6 +129,9 @@ class Sign(ExactInterceptNonlinear):
 
     def critical_points(self, slope: Tensor, lower: Tensor, upper: Tensor) -> list[Tensor]:
         return [torch.zeros_like(lower)]
+
+    def exact_relaxation(self, lower: Tensor, upper: Tensor) -> Tensor:
+        return (lower > 0) | (upper < 0)
 
     def jump_limits(self, lower: Tensor, upper: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
         zero = torch.zeros_like(lower)
