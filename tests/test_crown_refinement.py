@@ -12,7 +12,7 @@ from operator_checks import conv_sandwich_model, random_boxes
 import verifier
 
 
-@pytest.mark.parametrize("activation", ["Relu", "Sigmoid", "LeakyRelu"])
+@pytest.mark.parametrize("activation", ["Relu", "Sigmoid", "LeakyRelu", "Abs", "Sign"])
 def test_skipping_refinement_after_elementwise_ops_loses_nothing(activation):
     def direct(a, b):
         return [helper.make_node("Relu", [a], ["h"]), helper.make_node("Conv", ["h", "W"], ["c"], pads=[1, 1, 1, 1]),
