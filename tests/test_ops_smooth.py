@@ -271,3 +271,19 @@ def test_poles_give_infinite_bounds_not_nan():
     log = verifier.load_onnx(single_op_model("Log", (1, 2)))
     b = log.bounds(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 2.0]]), method="crown")
     assert b.lower[0, 0] == -math.inf and torch.isfinite(b.lower[0, 1]) and not torch.isnan(b.upper).any()
+
+
+@pytest.mark.parametrize("p", [2.0, 3.0, 5.0, -1.0, -2.0, -3.0])
+def test_integer_powers_on_negative_and_mixed_boxes(p):
+    g = torch.Generator().manual_seed(0)
+    lower = -10 ** (3 * torch.rand(300, generator=g, dtype=torch.float64) - 1)
+    upper = lower + 3 * torch.rand(300, generator=g, dtype=torch.float64)
+    if p < 0:
+        upper = torch.minimum(upper, lower / 2)  # stay left of the pole
+    op = Power(p)
+    assert_relaxation(op, lambda x: x**p, lower, upper, extra_points=[0.0], rtol=1e-9)
+    if p < 0:  # across the pole: infinite bounds, never NaN
+        r = op.relax(torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 0.0]))
+        assert r.upper_intercept[0] == math.inf and not torch.isnan(r.upper_slope).any()
+        out_lower, out_upper = op.interval((torch.tensor([-1.0]), torch.tensor([1.0])))
+        assert out_upper.item() == math.inf and (out_lower.item() == -math.inf) == (int(p) % 2 == 1)

@@ -4,7 +4,8 @@ The model is read with the ``onnx`` package; shapes come from ONNX shape inferen
 the shapes our operators produce), constant subgraphs (``Constant``, ``Shape`` of a variable and the
 ``Gather/Unsqueeze/Concat/Cast`` chains built on it) are folded with the ``onnx`` reference evaluator,
 ``Identity`` and ``Dropout`` become aliases, and every other node is converted by the converter its
-operator module registered. A missing converter fails at load time with the op type, the node and the
+operator module registered (a node with several outputs, ``Split``, becomes one node per output that is
+read; outputs nobody reads, such as MaxPool's indices, are dropped). A missing converter fails at load time with the op type, the node and the
 supported list.
 
 Batch semantics: the model is read as the function it computes at batch size 1. A symbolic or unknown
