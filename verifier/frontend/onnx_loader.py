@@ -5,8 +5,8 @@ the shapes our operators produce), constant subgraphs (``Constant``, ``Shape`` o
 ``Gather/Unsqueeze/Concat/Cast`` chains built on it) are folded with the ``onnx`` reference evaluator,
 ``Identity`` and ``Dropout`` become aliases, and every other node is converted by the converter its
 operator module registered (a node with several outputs, ``Split``, becomes one node per output that is
-read; outputs nobody reads, such as MaxPool's indices, are dropped). A missing converter fails at load time with the op type, the node and the
-supported list.
+read; outputs nobody reads, such as MaxPool's indices, are dropped). A missing converter fails at load
+time with the op type, the node and the supported list.
 
 Batch semantics: the model is read as the function it computes at batch size 1. A symbolic or unknown
 first input dimension is taken as 1; every other dimension must be fixed.
