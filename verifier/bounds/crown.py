@@ -26,8 +26,7 @@ from torch import Tensor
 
 from verifier.bounds.ibp import interval_of_spec
 from verifier.ir import Graph, Node
-from verifier.ops.activation import Relu
-from verifier.ops.base import Interval
+from verifier.ops.base import ElementwiseNonlinear, Interval
 from verifier.primitives import concretize_box
 
 #: ``hook(node, start, A, bounds)`` may replace a node's backward step (alpha-/beta-CROWN); it returns
@@ -119,6 +118,17 @@ def _chunk_rows(options: CrownOptions, batch: int, numel: int, itemsize: int) ->
     return max(1, options.memory_budget // max(1, 2 * batch * numel * itemsize))
 
 
+def _refined_neurons(graph: Graph, name: str, lower: Tensor, upper: Tensor) -> Tensor:
+    """Mask ``[N]`` of the neurons of tensor ``name`` whose bounds the relaxations reading it depend on: all,
+    unless every reader is elementwise with a relaxation that is exact where the function is linear on
+    the box (a stable ReLU), in which case those neurons are left out."""
+    readers = [n for n in graph.nodes if name in n.inputs and n.op.needs_input_bounds]
+    exact = [n.op.exact_relaxation(lower, upper) if isinstance(n.op, ElementwiseNonlinear) else None for n in readers]
+    if readers and all(mask is not None for mask in exact):
+        return ~torch.stack(exact).all(0).reshape(lower.shape[0], -1).all(0)
+    return torch.ones(lower[0].numel(), dtype=torch.bool)
+
+
 def refine_with_crown(
     graph: Graph,
     name: str,
@@ -128,15 +138,22 @@ def refine_with_crown(
     hook: BackwardHook | None = None,
 ) -> Interval:
     """CROWN bounds of the neurons of tensor ``name`` whose relaxation needs them, intersected with the
-    current bounds. Neurons read only by ReLUs need refining only where they are unstable."""
+    current bounds (see :func:`_refined_neurons`: unstable ReLUs only, when only ReLUs read the tensor).
+
+    The output of an elementwise nonlinearity ``f`` (a ReLU before a MaxPool) needs refining only where
+    its input was not refined: IBP through ``f`` is the exact range of ``f`` over the input bounds, and a
+    single-neuron linear relaxation back-substituted through those same bounds can only be looser. So
+    after a ReLU only the stable neurons with a non-constant output (the active ones) are refined."""
     lower, upper = bounds[name]
     batch = lower.shape[0]
     flat_lower, flat_upper = lower.reshape(batch, -1).clone(), upper.reshape(batch, -1).clone()
-    readers = [n for n in graph.nodes if name in n.inputs and n.op.needs_input_bounds]
-    if readers and all(isinstance(n.op, Relu) for n in readers):
-        wanted = ((flat_lower < 0) & (flat_upper > 0)).any(0)
-    else:
-        wanted = torch.ones(flat_lower.shape[1], dtype=torch.bool)
+    wanted = _refined_neurons(graph, name, lower, upper)
+    producer = graph.node(name)
+    if isinstance(producer.op, ElementwiseNonlinear):
+        if producer.inputs[0] == graph.input_name:  # the input box is exact: so is IBP through f
+            return lower, upper
+        input_refined = _refined_neurons(graph, producer.inputs[0], *bounds[producer.inputs[0]])
+        wanted &= ~input_refined & (flat_upper > flat_lower).any(0)
     index = wanted.nonzero().flatten()
     if index.numel() == 0:
         return lower, upper

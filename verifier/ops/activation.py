@@ -30,6 +30,9 @@ class Relu(ElementwiseNonlinear):
     def forward(self, x: Tensor) -> Tensor:
         return torch.relu(x)
 
+    def exact_relaxation(self, lower: Tensor, upper: Tensor) -> Tensor:
+        return (lower >= 0) | (upper <= 0)
+
     def relax(self, lower: Tensor, upper: Tensor) -> LinearRelaxation:
         upper_slope, upper_intercept = relu_upper_line(lower, upper)
         lower_slope = relu_default_lower_slope(lower, upper)
