@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from common import ROOT, SHARED, family_networks, median_time
 
 import verifier
@@ -42,10 +41,8 @@ def main() -> None:
             generator = torch.Generator().manual_seed(0)
             center = torch.rand(args.batch, *network.input_shape, generator=generator)
             lower, upper = center - radius(network), center + radius(network)
-            results = {}
-            times = {}
-            for method in ("ibp", "crown"):
-                times[method] = median_time(lambda m=method: results.__setitem__(m, network.bounds(lower, upper, m)))
+            results = {m: network.bounds(lower, upper, m) for m in ("ibp", "crown")}
+            times = {m: median_time(lambda m=m, n=network, lo=lower, hi=upper: n.bounds(lo, hi, m)) for m in results}
             width = {m: (b.upper - b.lower).mean().item() for m, b in results.items()}
             print(f"{family:16s} {path.name[:34]:34s} {1e3 * times['ibp']:9.2f} {1e3 * times['crown']:9.1f} "
                   f"{width['ibp']:11.4g} {width['crown']:12.4g}")

@@ -12,7 +12,6 @@ import argparse
 import os
 
 import torch
-
 from common import ROOT, SHARED, median_time
 
 import verifier

@@ -119,14 +119,15 @@ def _chunk_rows(options: CrownOptions, batch: int, numel: int, itemsize: int) ->
 
 
 def _refined_neurons(graph: Graph, name: str, lower: Tensor, upper: Tensor) -> Tensor:
-    """Mask ``[N]`` of the neurons of tensor ``name`` whose bounds the relaxations reading it depend on: all,
-    unless every reader is elementwise with a relaxation that is exact where the function is linear on
-    the box (a stable ReLU), in which case those neurons are left out."""
+    """Mask ``[B, N]`` of the neurons of tensor ``name`` whose bounds the relaxations reading it depend on,
+    per domain: all, unless every reader is elementwise with a relaxation that is exact where the
+    function is linear on the box (a stable ReLU), in which case those neurons are left out."""
     readers = [n for n in graph.nodes if name in n.inputs and n.op.needs_input_bounds]
     exact = [n.op.exact_relaxation(lower, upper) if isinstance(n.op, ElementwiseNonlinear) else None for n in readers]
+    batch = lower.shape[0]
     if readers and all(mask is not None for mask in exact):
-        return ~torch.stack(exact).all(0).reshape(lower.shape[0], -1).all(0)
-    return torch.ones(lower[0].numel(), dtype=torch.bool)
+        return ~torch.stack(exact).all(0).reshape(batch, -1)
+    return torch.ones(batch, lower[0].numel(), dtype=torch.bool)
 
 
 def refine_with_crown(
@@ -143,7 +144,10 @@ def refine_with_crown(
     The output of an elementwise nonlinearity ``f`` (a ReLU before a MaxPool) needs refining only where
     its input was not refined: IBP through ``f`` is the exact range of ``f`` over the input bounds, and a
     single-neuron linear relaxation back-substituted through those same bounds can only be looser. So
-    after a ReLU only the stable neurons with a non-constant output (the active ones) are refined."""
+    after a ReLU only the stable neurons with a non-constant output (the active ones) are refined.
+
+    The specification rows are unit vectors for the wanted neurons: shared by all domains (the union of
+    what each wants) or, when domains want few and different neurons, chosen per domain."""
     lower, upper = bounds[name]
     batch = lower.shape[0]
     flat_lower, flat_upper = lower.reshape(batch, -1).clone(), upper.reshape(batch, -1).clone()
@@ -153,32 +157,75 @@ def refine_with_crown(
         if producer.inputs[0] == graph.input_name:  # the input box is exact: so is IBP through f
             return lower, upper
         input_refined = _refined_neurons(graph, producer.inputs[0], *bounds[producer.inputs[0]])
-        wanted &= ~input_refined & (flat_upper > flat_lower).any(0)
-    index = wanted.nonzero().flatten()
+        wanted &= ~input_refined & (flat_upper > flat_lower)
+    union = wanted.any(0)
+    per_domain = int(wanted.sum(1).max()) if batch > 1 else 0
+    if per_domain and per_domain < 0.5 * int(union.sum()):
+        _refine_per_domain(graph, name, wanted, flat_lower, flat_upper, bounds, options, largest, hook)
+    else:
+        _refine_shared(graph, name, union.nonzero().flatten(), flat_lower, flat_upper, bounds, options, largest, hook)
+    return flat_lower.reshape(lower.shape), flat_upper.reshape(upper.shape)
+
+
+def _refine_shared(graph, name, index, flat_lower, flat_upper, bounds, options, largest, hook) -> None:
+    """Refine the neurons ``index`` in every domain, with one shared set of unit-vector rows."""
     if index.numel() == 0:
-        return lower, upper
+        return
     shape = graph.shape(name)
-    rows = _chunk_rows(options, batch, largest[name], lower.element_size())
+    batch = flat_lower.shape[0]
+    rows = _chunk_rows(options, batch, largest[name], flat_lower.element_size())
     for chunk in index.split(rows):
-        A = torch.zeros(1, chunk.numel(), flat_lower.shape[1], dtype=lower.dtype)
+        A = torch.zeros(1, chunk.numel(), flat_lower.shape[1], dtype=flat_lower.dtype)
         A[0, torch.arange(chunk.numel()), chunk] = 1
         chunk_lower, chunk_upper = two_sided(graph, name, A.reshape(1, chunk.numel(), *shape), bounds, hook)
         flat_lower[:, chunk] = torch.maximum(flat_lower[:, chunk], chunk_lower)
         flat_upper[:, chunk] = torch.minimum(flat_upper[:, chunk], chunk_upper)
-    return flat_lower.reshape(lower.shape), flat_upper.reshape(upper.shape)
+
+
+def _refine_per_domain(graph, name, wanted, flat_lower, flat_upper, bounds, options, largest, hook) -> None:
+    """Refine, in each domain, only the neurons that domain wants: row ``k`` of domain ``b`` is the unit
+    vector of its ``k``-th wanted neuron (rows past a domain's count are zero and ignored)."""
+    shape = graph.shape(name)
+    batch, size = wanted.shape
+    counts = wanted.sum(1)
+    order = torch.argsort(wanted.to(torch.int8), dim=1, descending=True, stable=True)
+    rows = _chunk_rows(options, batch, largest[name], flat_lower.element_size())
+    for start in range(0, int(counts.max()), rows):
+        index = order[:, start : start + rows]                              # [B, k]
+        valid = torch.arange(start, start + index.shape[1]).unsqueeze(0) < counts.unsqueeze(1)
+        A = torch.zeros(batch, index.shape[1], size, dtype=flat_lower.dtype)
+        A.scatter_(2, index.unsqueeze(-1), valid.unsqueeze(-1).to(A.dtype))
+        chunk_lower, chunk_upper = two_sided(graph, name, A.reshape(batch, index.shape[1], *shape), bounds, hook)
+        old_lower, old_upper = flat_lower.gather(1, index), flat_upper.gather(1, index)
+        new_lower = torch.where(valid, torch.maximum(old_lower, chunk_lower), old_lower)
+        new_upper = torch.where(valid, torch.minimum(old_upper, chunk_upper), old_upper)
+        flat_lower.scatter_(1, index, new_lower)
+        flat_upper.scatter_(1, index, new_upper)
 
 
 def compute_intermediate_bounds(
-    graph: Graph, lower: Tensor, upper: Tensor, options: CrownOptions, hook: BackwardHook | None = None
+    graph: Graph,
+    lower: Tensor,
+    upper: Tensor,
+    options: CrownOptions,
+    hook: BackwardHook | None = None,
+    prior: dict[str, Interval] | None = None,
 ) -> dict[str, Interval]:
     """Bounds of every tensor: IBP through the graph, with every pre-activation tensor refined by CROWN
-    (when ``options.intermediate == "crown"``) before anything after it is bounded."""
+    (when ``options.intermediate == "crown"``) before anything after it is bounded.
+
+    ``prior`` holds bounds known to be valid on these boxes (e.g. from a parent domain in branch and
+    bound); they are intersected with IBP first, so neurons they prove stable are not refined again."""
     bounds: dict[str, Interval] = {graph.input_name: (lower, upper)}
     refine = set(pre_activation_names(graph)) if options.intermediate == "crown" else set()
     refine.discard(graph.input_name)
     largest = _largest_layer(graph)
     for node in graph.nodes:
         bounds[node.name] = node.op.interval(*(bounds[i] for i in node.inputs))
+        if prior is not None and node.name in prior:
+            known_lower, known_upper = prior[node.name]
+            node_lower, node_upper = bounds[node.name]
+            bounds[node.name] = (torch.maximum(node_lower, known_lower), torch.minimum(node_upper, known_upper))
         if node.name in refine:
             bounds[node.name] = refine_with_crown(graph, node.name, bounds, options, largest, hook)
     return bounds

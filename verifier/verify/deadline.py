@@ -21,7 +21,7 @@ class Deadline:
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
-    def sub(self, fraction: float, at_most: float | None = None) -> "Deadline":
+    def sub(self, fraction: float, at_most: float | None = None) -> Deadline:
         """A shorter deadline: ``fraction`` of what is left (and at most ``at_most`` seconds)."""
         left = self.remaining()
         seconds = left * fraction if left != float("inf") else (at_most if at_most is not None else None)

@@ -31,7 +31,7 @@ class Problem:
     case_indices: tuple[int, ...]
 
     @classmethod
-    def from_group(cls, group: BoxGroup, network: Network) -> "Problem":
+    def from_group(cls, group: BoxGroup, network: Network) -> Problem:
         dtype = network.dtype
 
         def tensor(a: np.ndarray) -> Tensor:
