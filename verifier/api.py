@@ -25,10 +25,9 @@ def load_onnx(source: str | os.PathLike | bytes | onnx.ModelProto, dtype: torch.
     ensure_threads()
     where = str(source) if isinstance(source, (str, os.PathLike)) else "the model"
     model = read_model(source)
-    graph = simplify(onnx_to_graph(model, where).build())
+    graph = simplify(onnx_to_graph(model, where, dtype).build())
     check_finite(graph)
-    network = Network(graph, source=os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
-    return network.to(dtype) if dtype is not None else network
+    return Network(graph, source=os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
 
 
 def from_torch(module: torch.nn.Module, example_input: torch.Tensor, dtype: torch.dtype | None = None) -> Network:
@@ -48,7 +47,9 @@ def from_torch(module: torch.nn.Module, example_input: torch.Tensor, dtype: torc
         with torch.no_grad():
             expected = module(example_input.to(network.dtype)).reshape(-1)
             actual = network.forward(example_input).reshape(-1)
-        if expected.shape != actual.shape or not torch.allclose(expected.to(actual.dtype), actual, rtol=1e-4, atol=1e-5):
+        expected = expected.to(actual.dtype)
+        same = expected.shape == actual.shape and torch.allclose(expected, actual, rtol=1e-4, atol=1e-5)
+        if not same:
             raise ModelLoadError(
                 "the converted network does not reproduce the torch module on the example input; "
                 "the module uses an operation the converter does not model"

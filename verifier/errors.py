@@ -33,3 +33,7 @@ class ShapeError(VerifierError):
 
 class InvalidWeightError(ModelLoadError):
     """A weight of the model is NaN or infinite."""
+
+
+class SpecError(VerifierError):
+    """A property file (VNN-LIB) is malformed or outside the accepted subset; the message names file:line:col."""

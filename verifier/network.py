@@ -59,7 +59,7 @@ class Network:
     def output_size(self) -> int:
         return math.prod(self.output_shape)
 
-    def to(self, dtype: torch.dtype) -> "Network":
+    def to(self, dtype: torch.dtype) -> Network:
         """Cast every weight to ``dtype`` (e.g. ``torch.float64`` for exact-arithmetic comparisons)."""
         for node in self.graph.nodes:
             node.op.to(dtype)
@@ -119,7 +119,9 @@ class Network:
             raise ValueError(f"unknown intermediate method {intermediate!r}; choose one of {', '.join(METHODS)}")
         lower_t, upper_t = self.as_batch(lower, "lower bound"), self.as_batch(upper, "upper bound")
         if lower_t.shape != upper_t.shape:
-            raise ShapeError(f"lower and upper bounds have different shapes {tuple(lower_t.shape)} and {tuple(upper_t.shape)}")
+            raise ShapeError(
+                f"lower and upper bounds have different shapes {tuple(lower_t.shape)} and {tuple(upper_t.shape)}"
+            )
         if torch.isnan(lower_t).any() or torch.isnan(upper_t).any():
             raise ValueError("the input box contains NaN")
         if (lower_t > upper_t).any():

@@ -6,7 +6,7 @@ found by an optimiser leaves a claimed bound.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -18,8 +18,8 @@ it (about 3x: the live tensor, its relaxed copy and, on residual networks, the o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor

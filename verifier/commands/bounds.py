@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--box", nargs=2, metavar=("LOWER.npy", "UPPER.npy"), help="lower and upper corners of the box")
     parser.add_argument("--eps", type=float, help="radius of the L-infinity ball around --center")
     parser.add_argument("--method", choices=["ibp", "crown"], default="crown",
-                        help="ibp: interval bound propagation (fast, loose); crown: backward linear relaxation (default)")
+                        help="ibp: interval bound propagation (fast, loose); "
+                        "crown: backward linear relaxation (default)")
     parser.add_argument("--intermediate", choices=["ibp", "crown"], default="crown",
                         help="how CROWN bounds the pre-activation layers (default crown; ibp is faster, looser)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

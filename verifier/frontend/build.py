@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +66,8 @@ class GraphBuilder:
         except VerifierError:
             raise
         except Exception as error:
-            raise UnsupportedOperatorError(op_type, name, f"cannot convert this node ({type(error).__name__}: {error})") from None
+            reason = f"cannot convert this node ({type(error).__name__}: {error})"
+            raise UnsupportedOperatorError(op_type, name, reason) from None
         if isinstance(result, str):
             self.alias(output, result)
         else:

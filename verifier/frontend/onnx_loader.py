@@ -59,8 +59,11 @@ def read_model(source: str | os.PathLike | bytes | onnx.ModelProto) -> onnx.Mode
     return model
 
 
-def onnx_to_graph(model: onnx.ModelProto, where: str = "the model") -> GraphBuilder:
-    """Convert an ONNX model to a :class:`GraphBuilder` holding the graph IR (not yet simplified)."""
+def onnx_to_graph(model: onnx.ModelProto, where: str = "the model", dtype: torch.dtype | None = None) -> GraphBuilder:
+    """Convert an ONNX model to a :class:`GraphBuilder` holding the graph IR (not yet simplified).
+
+    Weights are stored in ``dtype`` (default: the type of the model's input, float32 or float64); constants
+    are combined in float64 before that cast."""
     graph = model.graph
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
@@ -80,9 +83,10 @@ def onnx_to_graph(model: onnx.ModelProto, where: str = "the model") -> GraphBuil
         raise ModelLoadError(f"{where} must have exactly one output tensor, found {len(graph.output)}")
     model_input = inputs[0]
     input_shape = _input_shape(model_input, where)
-    dtype = _ELEMENT_TYPES.get(model_input.type.tensor_type.elem_type)
-    if dtype is None:
+    model_dtype = _ELEMENT_TYPES.get(model_input.type.tensor_type.elem_type)
+    if model_dtype is None:
         raise ModelLoadError(f"{where}: input {model_input.name!r} must be float or double")
+    dtype = dtype or model_dtype
 
     builder = GraphBuilder(model_input.name, input_shape, dtype)
     inferred_shapes = _inferred_shapes(inferred)

@@ -17,7 +17,8 @@ The backward pass only ever computes *lower* bounds of ``A . x``; an upper bound
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -43,6 +44,9 @@ class Operator:
     op_type: ClassVar[str] = ""
     #: True when :meth:`backward` needs the bounds of the inputs (a relaxation of a nonlinearity).
     needs_input_bounds: ClassVar[bool] = False
+    #: True for operators that are affine in their inputs; they implement :meth:`linear_part` and
+    #: :meth:`abs_linear_part`, which forward-mode linear bounds use.
+    is_affine: ClassVar[bool] = False
 
     def forward(self, *inputs: Tensor) -> Tensor:
         """Concrete output for concrete inputs, each of shape ``[batch, *input_shape]``."""
@@ -61,12 +65,20 @@ class Operator:
         """
         raise NotImplementedError
 
+    def linear_part(self, *inputs: Tensor) -> Tensor:
+        """Affine operators only: the linear map ``L`` of ``y = L(x) + offset`` (no constant term)."""
+        raise NotImplementedError
+
+    def abs_linear_part(self, *inputs: Tensor) -> Tensor:
+        """Affine operators only: ``|L|``, the linear map with every coefficient replaced by its magnitude."""
+        raise NotImplementedError
+
     # -- housekeeping ---------------------------------------------------------------------------
     def constants(self) -> dict[str, Tensor]:
         """The tensors baked into this operator (weights, biases, relaxation constants)."""
         return {k: v for k, v in vars(self).items() if isinstance(v, Tensor)}
 
-    def to(self, dtype: torch.dtype) -> "Operator":
+    def to(self, dtype: torch.dtype) -> Operator:
         """Cast the floating-point constants to ``dtype`` in place; returns ``self``."""
         for key, value in self.constants().items():
             if value.is_floating_point():

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ class Conv(Operator):
     """
 
     op_type = "Conv"
+    is_affine = True
 
     def __init__(
         self,
@@ -80,6 +81,12 @@ class Conv(Operator):
     def forward(self, x: Tensor) -> Tensor:
         return self._conv(x, self.weight, self.bias)
 
+    def linear_part(self, x: Tensor) -> Tensor:
+        return self._conv(x, self.weight, None)
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return self._conv(x, self.weight_abs, None)
+
     def interval(self, bounds: Interval) -> Interval:
         center, radius = center_radius(*bounds)
         out_center = self._conv(center, self.weight, self.bias)
@@ -110,10 +117,13 @@ class Conv(Operator):
         return [A_in], bias
 
     def describe(self) -> str:
-        return f"Conv{self.dims}d {self.weight.shape[1] * self.groups}->{self.weight.shape[0]} k={tuple(self.weight.shape[2:])}"
+        channels = f"{self.weight.shape[1] * self.groups}->{self.weight.shape[0]}"
+        return f"Conv{self.dims}d {channels} k={tuple(self.weight.shape[2:])}"
 
 
-def same_padding(spatial: Sequence[int], kernel: Sequence[int], strides, dilations, upper: bool) -> list[tuple[int, int]]:
+def same_padding(
+    spatial: Sequence[int], kernel: Sequence[int], strides, dilations, upper: bool
+) -> list[tuple[int, int]]:
     """ONNX ``auto_pad = SAME_UPPER / SAME_LOWER``: output size ``ceil(input / stride)``."""
     pads = []
     for s, k, st, d in zip(spatial, kernel, strides, dilations):

@@ -11,7 +11,7 @@ BatchNormalization in inference mode.
 from __future__ import annotations
 
 import operator
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ class Affine(Operator):
     """``y = x * scale + shift`` elementwise; ``scale`` or ``shift`` may be ``None`` (1 or 0)."""
 
     op_type = "Affine"
+    is_affine = True
 
     def __init__(self, scale: Tensor | None, shift: Tensor | None, input_shape: Sequence[int]):
         self.scale = scale
@@ -33,8 +34,21 @@ class Affine(Operator):
         self.input_shape = tuple(input_shape)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = x if self.scale is None else x * self.scale
+        y = self.linear_part(x)
         return y if self.shift is None else y + self.shift
+
+    def linear_part(self, x: Tensor) -> Tensor:
+        return self._broadcast(x if self.scale is None else x * self.scale)
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return self._broadcast(x if self.scale is None else x * self.scale.abs())
+
+    def _broadcast(self, y: Tensor) -> Tensor:
+        """``y`` expanded to the output shape where the shift broadcasts it to a larger one."""
+        if self.shift is None:
+            return y
+        shape = torch.broadcast_shapes(y.shape[1:], self.shift.shape)
+        return y if shape == y.shape[1:] else y.expand(y.shape[0], *shape)
 
     def interval(self, bounds: Interval) -> Interval:
         if self.scale is None:
@@ -62,6 +76,7 @@ class AddVariables(Operator):
     """``y = x1 + x2`` of two variable tensors (numpy broadcasting)."""
 
     op_type = "AddVariables"
+    is_affine = True
     sign = 1.0
 
     def __init__(self, shapes: Sequence[Sequence[int]]):
@@ -69,6 +84,11 @@ class AddVariables(Operator):
 
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
         return x1 + self.sign * x2
+
+    linear_part = forward
+
+    def abs_linear_part(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return x1 + x2
 
     def interval(self, first: Interval, second: Interval) -> Interval:
         if self.sign > 0:

@@ -8,7 +8,7 @@ The layer ``y = x W^T + b`` acts on the last axis of its input.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ class Linear(Operator):
     """``y = x @ weight.T + bias`` over the last axis; ``weight`` is ``[out, in]``."""
 
     op_type = "Linear"
+    is_affine = True
 
     def __init__(self, weight: Tensor, bias: Tensor | None):
         self.weight = weight
@@ -33,6 +34,12 @@ class Linear(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
+
+    def linear_part(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight)
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight_abs)
 
     def interval(self, bounds: Interval) -> Interval:
         return interval_linear(*bounds, self.weight, self.weight_abs, self.bias)
@@ -87,6 +94,7 @@ class LeftLinear(Operator):
     """``y = weight @ x`` acting on the second-to-last axis of ``x`` (ONNX ``MatMul(constant, variable)``)."""
 
     op_type = "LeftLinear"
+    is_affine = True
 
     def __init__(self, weight: Tensor):
         self.weight = weight
@@ -94,6 +102,11 @@ class LeftLinear(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.matmul(self.weight, x)
+
+    linear_part = forward
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return torch.matmul(self.weight_abs, x)
 
     def interval(self, bounds: Interval) -> Interval:
         center, radius = center_radius(*bounds)

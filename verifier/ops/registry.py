@@ -7,8 +7,9 @@ operator touches one file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,8 +21,8 @@ from verifier.ops.base import Operator
 #: A converter returns an operator, or the name of an input tensor the node is an alias of.
 Converted = Operator | str
 
-ONNX_CONVERTERS: dict[str, Callable[["SourceNode"], Converted]] = {}
-TORCH_CONVERTERS: dict[Any, Callable[["SourceNode"], Converted]] = {}
+ONNX_CONVERTERS: dict[str, Callable[[SourceNode], Converted]] = {}
+TORCH_CONVERTERS: dict[Any, Callable[[SourceNode], Converted]] = {}
 
 
 @dataclass

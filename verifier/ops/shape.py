@@ -8,7 +8,7 @@ CROWN rearranges the coefficients back (``A . reshape(x) = reshape^-1(A) . x``).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ class Reshape(Operator):
     """Per-sample reshape from ``input_shape`` to ``output_shape`` (row-major element order)."""
 
     op_type = "Reshape"
+    is_affine = True
 
     def __init__(self, input_shape: Sequence[int], output_shape: Sequence[int]):
         self.input_shape = tuple(input_shape)
@@ -29,6 +30,8 @@ class Reshape(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], *self.output_shape)
+
+    linear_part = abs_linear_part = forward
 
     def interval(self, bounds: Interval) -> Interval:
         return self.forward(bounds[0]), self.forward(bounds[1])
@@ -44,6 +47,7 @@ class Transpose(Operator):
     """Per-sample permutation of axes: ``y = x.permute(perm)``."""
 
     op_type = "Transpose"
+    is_affine = True
 
     def __init__(self, perm: Sequence[int]):
         self.perm = tuple(perm)
@@ -51,6 +55,8 @@ class Transpose(Operator):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.permute(0, *(p + 1 for p in self.perm))
+
+    linear_part = abs_linear_part = forward
 
     def interval(self, bounds: Interval) -> Interval:
         return self.forward(bounds[0]), self.forward(bounds[1])
