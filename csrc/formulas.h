@@ -23,33 +23,40 @@ struct Tiny<double> {
   static constexpr double value = DBL_MIN;
 };
 
+// The formulas are templates over the value type V: a scalar T, or (in the CPU kernels) a vector of T lanes
+// (the compilers' vector extension), with the same IEEE operations either way. `V{}` is zero in both.
+
 // CROWN's ReLU relaxation on [l, u] (Zhang et al. 2018): the chord u (x - l) / (u - l) as the upper line of
 // an unstable neuron, the adaptive lower slope (1 if u > -l else 0), exact lines on stable neurons.
 // Mirrors primitives.relu_relaxation.
-template <typename T>
-VERIFIER_HOST_DEVICE void relu_relaxation(T l, T u, T& lower_slope, T& upper_slope, T& upper_intercept) {
-  const T lo = l > T(0) ? T(0) : l;  // lower.clamp(max=0)
-  const T up = u < T(0) ? T(0) : u;  // upper.clamp(min=0)
-  const T width = up - lo;
-  const T safe_width = width < Tiny<T>::value ? Tiny<T>::value : width;
-  upper_slope = width > T(0) ? up / safe_width : (lo >= T(0) ? T(1) : T(0));
+template <typename T, typename V = T>
+VERIFIER_HOST_DEVICE void relu_relaxation(V l, V u, V& lower_slope, V& upper_slope, V& upper_intercept) {
+  const V zero{};
+  const V one = zero + T(1);
+  const V tiny = zero + Tiny<T>::value;
+  const V lo = l > zero ? zero : l;  // lower.clamp(max=0)
+  const V up = u < zero ? zero : u;  // upper.clamp(min=0)
+  const V width = up - lo;
+  const V safe_width = width < tiny ? tiny : width;
+  upper_slope = width > zero ? up / safe_width : (lo >= zero ? one : zero);
   upper_intercept = -upper_slope * lo;
-  lower_slope = (u > -l && u > T(0)) ? T(1) : T(0);
+  lower_slope = ((u > -l) & (u > zero)) ? one : zero;
 }
 
-// A neuron whose relaxation is not exact: its pre-activation bounds straddle 0.
-template <typename T>
-VERIFIER_HOST_DEVICE bool relu_unstable(T l, T u) {
-  return l < T(0) && u > T(0);
+// Where a neuron's relaxation is not exact: its pre-activation bounds straddle 0 (a truth value or a lane mask).
+template <typename V>
+VERIFIER_HOST_DEVICE auto relu_unstable(V l, V u) {
+  const V zero{};
+  return (l < zero) & (u > zero);
 }
 
 // Centre and radius of [l, u], the radius widened by rounding so [c - r, c + r] covers [l, u].
 // Mirrors primitives.center_radius.
-template <typename T>
-VERIFIER_HOST_DEVICE void center_radius(T l, T u, T& center, T& radius) {
+template <typename T, typename V = T>
+VERIFIER_HOST_DEVICE void center_radius(V l, V u, V& center, V& radius) {
   center = (l + u) / T(2);
-  const T above = u - center;
-  const T below = center - l;
+  const V above = u - center;
+  const V below = center - l;
   radius = above < below ? below : above;
 }
 

@@ -31,6 +31,19 @@ VERIFIER_ALWAYS_INLINE T concretize_row(const T* VERIFIER_RESTRICT a, const T* V
 }
 
 template <typename T>
+VERIFIER_ALWAYS_INLINE void center_radius_row(const T* VERIFIER_RESTRICT l, const T* VERIFIER_RESTRICT u,
+                                              T* VERIFIER_RESTRICT center, T* VERIFIER_RESTRICT radius, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes<T> <= n; i += kLanes<T>) {
+    Vec<T> c, r;
+    center_radius<T, Vec<T>>(load(l + i), load(u + i), c, r);
+    store(center + i, c);
+    store(radius + i, r);
+  }
+  for (; i < n; ++i) center_radius<T>(l[i], u[i], center[i], radius[i]);
+}
+
+template <typename T>
 struct ConcretizeArgs {
   const T* a;
   RowLayout a_layout;
@@ -58,7 +71,7 @@ VERIFIER_CPU_CLONES void concretize_rows(const ConcretizeArgs<T>& p, int64_t beg
     if (box != formed_for) {
       const T* l = p.lower + p.box_layout.offset(box, 0);
       const T* u = p.upper + p.box_layout.offset(box, 0);
-      for (int64_t i = 0; i < n; ++i) center_radius(l[i], u[i], center[i], radius[i]);
+      center_radius_row(l, u, center, radius, n);
       formed_for = box;
     }
     T value = concretize_row(p.a + p.a_layout.offset(batch, row), center, radius, n);

@@ -12,7 +12,14 @@ template <typename T>
 VERIFIER_CPU_CLONES void center_radius_rows(const T* VERIFIER_RESTRICT lower, const T* VERIFIER_RESTRICT upper,
                                             T* VERIFIER_RESTRICT center, T* VERIFIER_RESTRICT radius, int64_t begin,
                                             int64_t end) {
-  for (int64_t i = begin; i < end; ++i) center_radius(lower[i], upper[i], center[i], radius[i]);
+  int64_t i = begin;
+  for (; i + kLanes<T> <= end; i += kLanes<T>) {
+    Vec<T> c, r;
+    center_radius<T, Vec<T>>(load(lower + i), load(upper + i), c, r);
+    store(center + i, c);
+    store(radius + i, r);
+  }
+  for (; i < end; ++i) center_radius<T>(lower[i], upper[i], center[i], radius[i]);
 }
 
 // out_center (+ bias) -+ out_radius, written over the two product buffers.

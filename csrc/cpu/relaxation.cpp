@@ -140,6 +140,34 @@ std::tuple<Tensor, Tensor> relaxed_backward_cpu(Tensor A, Tensor lower_slope, st
   return {out, bias};
 }
 
+// The ReLU relaxation of one box's n neurons (relu_relaxation, lane by lane).
+template <typename T>
+VERIFIER_ALWAYS_INLINE void relu_relaxation_row(const T* VERIFIER_RESTRICT l, const T* VERIFIER_RESTRICT u,
+                                                T* VERIFIER_RESTRICT lower_slope, T* VERIFIER_RESTRICT upper_slope,
+                                                T* VERIFIER_RESTRICT upper_intercept, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes<T> <= n; i += kLanes<T>) {
+    Vec<T> ls, us, ui;
+    relu_relaxation<T, Vec<T>>(load(l + i), load(u + i), ls, us, ui);
+    store(lower_slope + i, ls);
+    store(upper_slope + i, us);
+    store(upper_intercept + i, ui);
+  }
+  for (; i < n; ++i) relu_relaxation<T>(l[i], u[i], lower_slope[i], upper_slope[i], upper_intercept[i]);
+}
+
+// The lower slopes of one row: alpha on unstable neurons, the relaxation's own slope on stable ones.
+template <typename T>
+VERIFIER_ALWAYS_INLINE void alpha_slope_row(const T* VERIFIER_RESTRICT l, const T* VERIFIER_RESTRICT u,
+                                            const T* VERIFIER_RESTRICT alpha, const T* VERIFIER_RESTRICT stable,
+                                            T* VERIFIER_RESTRICT out, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes<T> <= n; i += kLanes<T>) {
+    store(out + i, relu_unstable(load(l + i), load(u + i)) ? load(alpha + i) : load(stable + i));
+  }
+  for (; i < n; ++i) out[i] = relu_unstable(l[i], u[i]) ? alpha[i] : stable[i];
+}
+
 template <typename T>
 struct ReluArgs {
   const T* a;
@@ -172,13 +200,12 @@ VERIFIER_CPU_CLONES void relu_rows(const ReluArgs<T>& p, int64_t begin, int64_t 
     const T* u = p.upper + p.bounds_layout.offset(batch, 0);
     const int64_t box = p.bounds_layout.batch_stride == 0 ? 0 : batch;
     if (box != formed_for) {
-      for (int64_t i = 0; i < n; ++i) relu_relaxation(l[i], u[i], lower_slope[i], upper_slope[i], upper_intercept[i]);
+      relu_relaxation_row(l, u, lower_slope, upper_slope, upper_intercept, n);
       formed_for = box;
     }
     const T* slope = lower_slope;
     if constexpr (kAlpha) {
-      const T* alpha = p.alpha + p.alpha_layout.offset(batch, row);
-      for (int64_t i = 0; i < n; ++i) row_slope[i] = relu_unstable(l[i], u[i]) ? alpha[i] : lower_slope[i];
+      alpha_slope_row(l, u, p.alpha + p.alpha_layout.offset(batch, row), lower_slope, row_slope, n);
       slope = row_slope;
     }
     p.bias[r] = relaxed_row<T, false, true>(p.a + p.a_layout.offset(batch, row), slope, upper_slope, nullptr,

@@ -34,7 +34,7 @@ __global__ void concretize_box_kernel(ConcretizeParams<T> p) {
   T partial = T(0);
   for (int64_t i = lane; i < p.n; i += kWarp) {
     T center, radius;
-    center_radius(l[i], u[i], center, radius);
+    center_radius<T>(l[i], u[i], center, radius);
     const T x = a[i];
     const T magnitude = x < T(0) ? -x : x;
     partial += x * center - magnitude * radius;

@@ -11,7 +11,7 @@ template <typename T>
 __global__ void center_radius_kernel(const T* lower, const T* upper, T* center, T* radius, int64_t count) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    center_radius(lower[i], upper[i], center[i], radius[i]);
+    center_radius<T>(lower[i], upper[i], center[i], radius[i]);
   }
 }
 

@@ -81,7 +81,7 @@ __global__ void relu_backward_kernel(ReluParams<T> p) {
   T partial = T(0);
   for (int64_t i = lane; i < p.n; i += kWarp) {
     T lower_slope, upper_slope, upper_intercept;
-    relu_relaxation(l[i], u[i], lower_slope, upper_slope, upper_intercept);
+    relu_relaxation<T>(l[i], u[i], lower_slope, upper_slope, upper_intercept);
     if (alpha != nullptr && relu_unstable(l[i], u[i])) lower_slope = alpha[i];
     const T x = a[i];
     const bool positive = x >= T(0);
