@@ -58,14 +58,16 @@ def native_extension() -> tuple[list, dict]:
     extension = make("verifier.kernels._C", sources, extra_compile_args=flags, py_limited_api=True)
 
     class OptionalBuildExtension(cpp_extension.BuildExtension):
-        """Builds the kernels; a failed build leaves the pure-Python package installable."""
+        """Builds the kernels; a failed build (no compiler, a toolchain error) leaves the pure-Python package
+        installable, with nothing reported as built."""
 
-        def build_extension(self, ext):
+        def run(self):
             try:
-                super().build_extension(ext)
+                super().run()
             except Exception as error:  # noqa: BLE001 - any compiler/toolchain failure
                 _say(f"building the native kernels failed ({type(error).__name__}: {error}); "
-                     "installing without them (pure-PyTorch kernels)")
+                     "installing without them (the pure-PyTorch kernels will be used)")
+                self.extensions = []
 
     _say(f"building native kernels ({'CPU + CUDA' if with_cuda else 'CPU'})")
     return [extension], {"build_ext": OptionalBuildExtension.with_options(use_ninja=True)}
