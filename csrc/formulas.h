@@ -4,11 +4,7 @@
 
 #include <cfloat>
 
-#if defined(__CUDACC__)
-#define VERIFIER_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define VERIFIER_HOST_DEVICE inline
-#endif
+#include "common.h"
 
 namespace verifier_kernels {
 
@@ -38,7 +34,10 @@ VERIFIER_HOST_DEVICE void relu_relaxation(V l, V u, V& lower_slope, V& upper_slo
   const V up = u < zero ? zero : u;  // upper.clamp(min=0)
   const V width = up - lo;
   const V safe_width = width < tiny ? tiny : width;
-  upper_slope = width > zero ? up / safe_width : (lo >= zero ? one : zero);
+  // divide before selecting: a division under a select may be compiled to per-lane branches
+  const V chord = up / safe_width;
+  const V flat = lo >= zero ? one : zero;
+  upper_slope = width > zero ? chord : flat;
   upper_intercept = -upper_slope * lo;
   lower_slope = ((u > -l) & (u > zero)) ? one : zero;
 }

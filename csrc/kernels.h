@@ -19,21 +19,13 @@
 #include <optional>
 #include <vector>
 
+#include "common.h"
 #include "formulas.h"
 
 namespace verifier_kernels {
 
 using torch::stable::Tensor;
 using ScalarType = torch::headeronly::ScalarType;
-
-// Where the rows of a broadcast operand [1 | B, 1 | K, N] start: offset = batch * batch_stride + row * row_stride.
-struct RowLayout {
-  int64_t batch_stride = 0;
-  int64_t row_stride = 0;
-  VERIFIER_HOST_DEVICE int64_t offset(int64_t batch, int64_t row) const {
-    return batch * batch_stride + row * row_stride;
-  }
-};
 
 // The batch size every operand broadcasts to: the largest leading size (each must be 1 or that size).
 inline int64_t broadcast_batch(std::initializer_list<const Tensor*> operands) {
@@ -83,6 +75,9 @@ inline RowLayout neuron_layout(const Tensor& t, const Tensor& like, int64_t batc
   layout.batch_stride = t.size(0) == 1 ? 0 : n;
   return layout;
 }
+
+// Rows per parallel task: about 32k elements of work, so small problems stay on one thread.
+inline int64_t grain_rows(int64_t n) { return n > 0 ? (32768 + n - 1) / n : 32768; }
 
 inline bool is_float(const Tensor& t) { return t.scalar_type() == ScalarType::Float; }
 

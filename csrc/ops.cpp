@@ -18,4 +18,6 @@ STABLE_TORCH_LIBRARY(verifier, m) {
   m.def(
       "interval_linear(Tensor lower, Tensor upper, Tensor weight, Tensor weight_abs, Tensor? bias) "
       "-> (Tensor, Tensor)");
+  // The instruction-set variant of the CPU kernels in use: "avx512", "avx2" or "baseline".
+  m.def("cpu_variant() -> str");
 }

@@ -9,6 +9,10 @@ differ by the rounding of another summation order, bounded by a few ulps of the 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,3 +190,17 @@ def test_bad_operands_are_rejected_by_the_native_op():
         torch.ops.verifier.relu_backward(A, torch.rand(2, 5), torch.rand(2, 5), None)
     with pytest.raises(RuntimeError, match="float32 and float64"):
         torch.ops.verifier.concretize_box(A.half(), None, torch.rand(2, 4).half(), torch.rand(2, 4).half())
+
+
+@pytest.mark.parametrize("variant", ["avx512", "avx2", "baseline"])
+def test_every_cpu_variant_matches_reference(variant):
+    """Each instruction-set variant of the CPU kernels (forced by VERIFIER_CPU_ISA in a subprocess; one the CPU
+    lacks falls back to a narrower one, which the check reports) gives the references' results."""
+    script = Path(__file__).resolve().parent / "kernel_variant_check.py"
+    env = dict(os.environ, VERIFIER_CPU_ISA=variant)
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ran, status = result.stdout.split()
+    assert status == "ok"
+    if ran != variant:
+        pytest.skip(f"this CPU has no {variant}; checked {ran}")

@@ -1,42 +1,11 @@
-// CPU kernel of the IBP step through a dense layer y = x W^T + b (Gowal et al. 2018, interval bound propagation):
+// CPU op of the IBP step through a dense layer y = x W^T + b (Gowal et al. 2018, interval bound propagation):
 // centre and radius of the input boxes in one pass, the two products W c and |W| r by BLAS (through the
 // dispatcher), and the output boxes c' -+ r' formed in place in one pass.
-#include "../formulas.h"
 #include "../kernels.h"
-#include "vectorize.h"
+#include "rows.h"
 
 namespace verifier_kernels {
 namespace {
-
-template <typename T>
-VERIFIER_CPU_CLONES void center_radius_rows(const T* VERIFIER_RESTRICT lower, const T* VERIFIER_RESTRICT upper,
-                                            T* VERIFIER_RESTRICT center, T* VERIFIER_RESTRICT radius, int64_t begin,
-                                            int64_t end) {
-  int64_t i = begin;
-  for (; i + kLanes<T> <= end; i += kLanes<T>) {
-    Vec<T> c, r;
-    center_radius<T, Vec<T>>(load(lower + i), load(upper + i), c, r);
-    store(center + i, c);
-    store(radius + i, r);
-  }
-  for (; i < end; ++i) center_radius<T>(lower[i], upper[i], center[i], radius[i]);
-}
-
-// out_center (+ bias) -+ out_radius, written over the two product buffers.
-template <typename T>
-VERIFIER_CPU_CLONES void interval_rows(T* VERIFIER_RESTRICT out_center, T* VERIFIER_RESTRICT out_radius,
-                                       const T* VERIFIER_RESTRICT bias, int64_t outputs, int64_t begin, int64_t end) {
-  for (int64_t r = begin; r < end; ++r) {
-    T* c = out_center + r * outputs;
-    T* rad = out_radius + r * outputs;
-    for (int64_t j = 0; j < outputs; ++j) {
-      const T center = bias != nullptr ? c[j] + bias[j] : c[j];
-      const T radius = rad[j];
-      c[j] = center - radius;
-      rad[j] = center + radius;
-    }
-  }
-}
 
 std::tuple<Tensor, Tensor> interval_linear_cpu(Tensor lower, Tensor upper, Tensor weight, Tensor weight_abs,
                                                std::optional<Tensor> bias) {
@@ -63,8 +32,9 @@ std::tuple<Tensor, Tensor> interval_linear_cpu(Tensor lower, Tensor upper, Tenso
   const int64_t total = lower.numel();
   auto split = [&](auto typed_zero) {
     using T = decltype(typed_zero);
+    const RowKernels<T>& kernels = row_kernels<T>();
     torch::stable::parallel_for(0, total, 32768, [&](int64_t begin, int64_t end) {
-      center_radius_rows<T>(data<T>(lower), data<T>(upper), mutable_data<T>(center), mutable_data<T>(radius), begin,
+      kernels.center_radius(data<T>(lower), data<T>(upper), mutable_data<T>(center), mutable_data<T>(radius), begin,
                             end);
     });
   };
@@ -79,8 +49,9 @@ std::tuple<Tensor, Tensor> interval_linear_cpu(Tensor lower, Tensor upper, Tenso
   auto finish = [&](auto typed_zero) {
     using T = decltype(typed_zero);
     const T* b = data_or_null<T>(bias);
+    const RowKernels<T>& kernels = row_kernels<T>();
     torch::stable::parallel_for(0, boxes, grain_rows(outputs), [&](int64_t begin, int64_t end) {
-      interval_rows<T>(mutable_data<T>(out_center), mutable_data<T>(out_radius), b, outputs, begin, end);
+      kernels.interval(mutable_data<T>(out_center), mutable_data<T>(out_radius), b, outputs, begin, end);
     });
   };
   if (is_float(lower)) {
