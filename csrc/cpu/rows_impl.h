@@ -64,6 +64,21 @@ VERIFIER_ALWAYS_INLINE auto lane_indices() {
   return index;
 }
 
+// (box, spec row) of the flattened rows begin, begin + 1, ...: one division at the start, then increments.
+struct RowCursor {
+  int64_t batch;
+  int64_t row;
+  int64_t rows;
+  VERIFIER_HOST_DEVICE_MEMBER RowCursor(int64_t begin, int64_t rows_per_box)
+      : batch(begin / rows_per_box), row(begin % rows_per_box), rows(rows_per_box) {}
+  VERIFIER_HOST_DEVICE_MEMBER void next() {
+    if (++row == rows) {
+      row = 0;
+      ++batch;
+    }
+  }
+};
+
 // Calls visit(i) for registers covering [0, n): i = 0, lanes, 2 lanes, ..., and, when n is not a multiple, a
 // last register ending at n that overlaps the one before (for elementwise results, which it rewrites with
 // the same values). Returns where a scalar loop must take over: n, or 0 when n is shorter than a register.
@@ -140,9 +155,10 @@ VERIFIER_ALWAYS_INLINE T relaxed_row(const T* VERIFIER_RESTRICT a, const T* VERI
 
 template <typename T, bool kLowerIntercept, bool kUpperIntercept>
 void relaxed_rows_with(const RelaxedArgs<T>& p, int64_t begin, int64_t end) {
-  for (int64_t r = begin; r < end; ++r) {
-    const int64_t batch = r / p.rows;
-    const int64_t row = r % p.rows;
+  RowCursor at(begin, p.rows);
+  for (int64_t r = begin; r < end; ++r, at.next()) {
+    const int64_t batch = at.batch;
+    const int64_t row = at.row;
     p.bias[r] = relaxed_row<T, kLowerIntercept, kUpperIntercept>(
         p.a + p.a_layout.offset(batch, row), p.lower_slope + p.lower_slope_layout.offset(batch, row),
         p.upper_slope + p.upper_slope_layout.offset(batch, row),
@@ -201,9 +217,10 @@ void relu_rows_with(const ReluArgs<T>& p, int64_t begin, int64_t end, T* scratch
   T* upper_intercept = upper_slope + n;
   T* row_slope = upper_intercept + n;
   int64_t formed_for = -1;  // the relaxation of one box is formed once and reused by its K rows
-  for (int64_t r = begin; r < end; ++r) {
-    const int64_t batch = r / p.rows;
-    const int64_t row = r % p.rows;
+  RowCursor at(begin, p.rows);
+  for (int64_t r = begin; r < end; ++r, at.next()) {
+    const int64_t batch = at.batch;
+    const int64_t row = at.row;
     const T* l = p.lower + p.bounds_layout.offset(batch, 0);
     const T* u = p.upper + p.bounds_layout.offset(batch, 0);
     const int64_t box = p.bounds_layout.batch_stride == 0 ? 0 : batch;
@@ -279,9 +296,10 @@ void concretize_rows(const ConcretizeArgs<T>& p, int64_t begin, int64_t end, T* 
   T* center = scratch;
   T* radius = center + n;
   int64_t formed_for = -1;
-  for (int64_t r = begin; r < end; ++r) {
-    const int64_t batch = r / p.rows;
-    const int64_t row = r % p.rows;
+  RowCursor at(begin, p.rows);
+  for (int64_t r = begin; r < end; ++r, at.next()) {
+    const int64_t batch = at.batch;
+    const int64_t row = at.row;
     const int64_t box = p.box_layout.batch_stride == 0 ? 0 : batch;
     if (box != formed_for) {
       center_radius_row(p.lower + p.box_layout.offset(box, 0), p.upper + p.box_layout.offset(box, 0), center,
