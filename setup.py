@@ -50,24 +50,47 @@ def native_extension() -> tuple[list, dict]:
     with_cuda = torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
     if os.environ.get("VERIFIER_BUILD_CUDA", "1") == "0":
         with_cuda = False
-    sources = build.cpu_sources() + (build.cuda_sources() if with_cuda else [])
-    make = cpp_extension.CUDAExtension if with_cuda else cpp_extension.CppExtension
     flags = {"cxx": build.CXX_FLAGS}
+    cpu_extension = cpp_extension.CppExtension(
+        "verifier.kernels._C", build.cpu_sources(), extra_compile_args=flags, py_limited_api=True
+    )
+    fallback = []
+    extension = cpu_extension
     if with_cuda:
-        flags["nvcc"] = build.NVCC_FLAGS
-    extension = make("verifier.kernels._C", sources, extra_compile_args=flags, py_limited_api=True)
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and torch.cuda.device_count() == 0:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"  # no GPU to ask: H100/H200
+            _say("no GPU visible and TORCH_CUDA_ARCH_LIST unset: building the CUDA kernels for 9.0")
+        try:
+            extension = cpp_extension.CUDAExtension(
+                "verifier.kernels._C",
+                build.cpu_sources() + build.cuda_sources(),
+                extra_compile_args={**flags, "nvcc": build.NVCC_FLAGS},
+                py_limited_api=True,
+            )
+            fallback = [build.cpu_sources()]
+        except Exception as error:  # noqa: BLE001 - a CUDA toolkit torch cannot use
+            _say(f"the CUDA kernels cannot be set up ({type(error).__name__}: {error}); building the CPU ones")
+            with_cuda = False
 
     class OptionalBuildExtension(cpp_extension.BuildExtension):
-        """Builds the kernels; a failed build (no compiler, a toolchain error) leaves the pure-Python package
-        installable, with nothing reported as built."""
+        """Builds the kernels; if the CUDA build fails, the CPU kernels alone; if that fails too (no compiler, a
+        toolchain error), nothing, leaving the pure-Python package installable."""
 
         def run(self):
-            try:
-                super().run()
-            except Exception as error:  # noqa: BLE001 - any compiler/toolchain failure
-                _say(f"building the native kernels failed ({type(error).__name__}: {error}); "
-                     "installing without them (the pure-PyTorch kernels will be used)")
-                self.extensions = []
+            extension, = self.extensions
+            attempts = [list(extension.sources), *fallback]  # CPU + CUDA sources, then CPU only
+            # options that a failed run() leaves changed: the compiler (replaced by an object), inplace (reset)
+            compiler, inplace = self.compiler, self.inplace
+            for number, sources in enumerate(attempts):
+                extension.sources, self.compiler, self.inplace = sources, compiler, inplace
+                try:
+                    super().run()
+                    return
+                except Exception as error:  # noqa: BLE001 - any compiler/toolchain failure
+                    retry = "; trying the CPU kernels alone" if number + 1 < len(attempts) else ""
+                    _say(f"building the native kernels failed ({type(error).__name__}: {error}){retry}")
+            _say("installing without native kernels (the pure-PyTorch kernels will be used)")
+            self.extensions = []
 
     _say(f"building native kernels ({'CPU + CUDA' if with_cuda else 'CPU'})")
     return [extension], {"build_ext": OptionalBuildExtension.with_options(use_ninja=True)}
