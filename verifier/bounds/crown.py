@@ -27,8 +27,7 @@ from torch import Tensor
 from verifier.bounds.ibp import interval_of_spec
 from verifier.ir import Graph, Node
 from verifier.kernels import concretize_box
-from verifier.ops.activation import Relu
-from verifier.ops.base import Interval
+from verifier.ops.base import ElementwiseNonlinear, Interval
 
 #: ``hook(node, start, A, bounds)`` may replace a node's backward step (alpha-/beta-CROWN); it returns
 #: ``(A_in, bias)`` like :meth:`Operator.backward`, or ``None`` to use the operator's own rule.
@@ -59,10 +58,14 @@ def backward_lower(
     A: Tensor,
     bounds: dict[str, Interval],
     hook: BackwardHook | None = None,
-) -> Tensor:
+    return_coefficients: bool = False,
+) -> Tensor | tuple[Tensor, Tensor | None, Tensor]:
     """Lower bound of ``A . y_start`` over the input box: ``[B, K]`` for ``A`` of shape ``[b, K, *shape]``.
 
     ``bounds`` must hold the input box and the bounds of every pre-activation tensor before ``start``.
+    With ``return_coefficients`` also returns the linear lower bound itself, ``A . y >= A_x . x + c``:
+    the input coefficients ``A_x`` (``[b, K, *input_shape]``, ``None`` if ``y`` does not depend on ``x``)
+    and the constant ``c`` (``[B or 1, K]``).
     """
     pending: dict[str, Tensor] = {start: A}
     bias: Tensor | int = 0
@@ -85,10 +88,13 @@ def backward_lower(
             pending[name] = pending[name] + A_in if name in pending else A_in
     lower, upper = bounds[graph.input_name]
     A_input = pending.pop(graph.input_name, None)
+    constant = bias if isinstance(bias, Tensor) else torch.zeros(1, A.shape[1], dtype=lower.dtype)
     if A_input is None:  # the start tensor does not depend on the input
-        return (torch.zeros(lower.shape[0], A.shape[1], dtype=lower.dtype) + bias).expand(lower.shape[0], -1)
-    result = concretize_box(A_input, None, lower, upper) + bias
-    return result.expand(lower.shape[0], -1) if result.shape[0] != lower.shape[0] else result
+        result = constant.expand(lower.shape[0], -1)
+    else:
+        result = concretize_box(A_input, None, lower, upper) + constant
+        result = result.expand(lower.shape[0], -1) if result.shape[0] != lower.shape[0] else result
+    return (result, A_input, constant) if return_coefficients else result
 
 
 def two_sided(
@@ -112,6 +118,17 @@ def _chunk_rows(options: CrownOptions, batch: int, numel: int, itemsize: int) ->
     return max(1, options.memory_budget // max(1, 2 * batch * numel * itemsize))
 
 
+def _refined_neurons(graph: Graph, name: str, lower: Tensor, upper: Tensor) -> Tensor:
+    """Mask ``[N]`` of the neurons of tensor ``name`` whose bounds the relaxations reading it depend on: all,
+    unless every reader is elementwise with a relaxation that is exact where the function is linear on
+    the box (a stable ReLU), in which case those neurons are left out."""
+    readers = [n for n in graph.nodes if name in n.inputs and n.op.needs_input_bounds]
+    exact = [n.op.exact_relaxation(lower, upper) if isinstance(n.op, ElementwiseNonlinear) else None for n in readers]
+    if readers and all(mask is not None for mask in exact):
+        return ~torch.stack(exact).all(0).reshape(lower.shape[0], -1).all(0)
+    return torch.ones(lower[0].numel(), dtype=torch.bool)
+
+
 def refine_with_crown(
     graph: Graph,
     name: str,
@@ -121,15 +138,22 @@ def refine_with_crown(
     hook: BackwardHook | None = None,
 ) -> Interval:
     """CROWN bounds of the neurons of tensor ``name`` whose relaxation needs them, intersected with the
-    current bounds. Neurons read only by ReLUs need refining only where they are unstable."""
+    current bounds (see :func:`_refined_neurons`: unstable ReLUs only, when only ReLUs read the tensor).
+
+    The output of an elementwise nonlinearity ``f`` (a ReLU before a MaxPool) needs refining only where
+    its input was not refined: IBP through ``f`` is the exact range of ``f`` over the input bounds, and a
+    single-neuron linear relaxation back-substituted through those same bounds can only be looser. So
+    after a ReLU only the stable neurons with a non-constant output (the active ones) are refined."""
     lower, upper = bounds[name]
     batch = lower.shape[0]
     flat_lower, flat_upper = lower.reshape(batch, -1).clone(), upper.reshape(batch, -1).clone()
-    readers = [n for n in graph.nodes if name in n.inputs and n.op.needs_input_bounds]
-    if readers and all(isinstance(n.op, Relu) for n in readers):
-        wanted = ((flat_lower < 0) & (flat_upper > 0)).any(0)
-    else:
-        wanted = torch.ones(flat_lower.shape[1], dtype=torch.bool)
+    wanted = _refined_neurons(graph, name, lower, upper)
+    producer = graph.node(name)
+    if isinstance(producer.op, ElementwiseNonlinear):
+        if producer.inputs[0] == graph.input_name:  # the input box is exact: so is IBP through f
+            return lower, upper
+        input_refined = _refined_neurons(graph, producer.inputs[0], *bounds[producer.inputs[0]])
+        wanted &= ~input_refined & (flat_upper > flat_lower).any(0)
     index = wanted.nonzero().flatten()
     if index.numel() == 0:
         return lower, upper

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from verifier.ir import Graph
@@ -25,6 +26,13 @@ def interval_of_spec(spec: Tensor, lower: Tensor, upper: Tensor) -> Interval:
     ``spec`` is ``[b, K, n]``, the box ``[B, n]``; returns two ``[B, K]`` tensors.
     """
     pos, neg = spec.clamp(min=0), spec.clamp(max=0)
+    if not (torch.isfinite(lower).all() and torch.isfinite(upper).all()):
+        # infinite bounds (a pole, an overflow): a zero coefficient must not turn them into NaN
+        def times(weights: Tensor, values: Tensor) -> Tensor:
+            product = weights * values.unsqueeze(1)
+            return torch.where(weights == 0, 0.0, product).sum(-1)
+
+        return times(pos, lower) + times(neg, upper), times(pos, upper) + times(neg, lower)
     lo, hi = lower.unsqueeze(-1), upper.unsqueeze(-1)
     spec_lower = (pos @ lo + neg @ hi).squeeze(-1)
     spec_upper = (pos @ hi + neg @ lo).squeeze(-1)

@@ -11,14 +11,15 @@ import torch
 from verifier.errors import ShapeError, UnsupportedOperatorError, VerifierError
 from verifier.ir import Graph, Node
 from verifier.ops.base import Operator
-from verifier.ops.registry import SourceNode
+from verifier.ops.registry import Converted, Outputs, SourceNode
 
 
 class GraphBuilder:
     """Collects nodes in topological order, computing each output shape by running the operator on zeros."""
 
-    def __init__(self, input_name: str, input_shape: tuple[int, ...], dtype: torch.dtype):
+    def __init__(self, input_name: str, input_shape: tuple[int, ...], dtype: torch.dtype, opset: int = 18):
         self.input_name = input_name
+        self.opset = opset
         self.input_shape = tuple(input_shape)
         self.dtype = dtype
         self.nodes: list[Node] = []
@@ -40,16 +41,20 @@ class GraphBuilder:
 
     def convert(
         self,
-        converter: Callable[[SourceNode], Operator | str],
+        converter: Callable[[SourceNode], Converted],
         op_type: str,
         name: str,
         inputs: list[str],
-        output: str,
+        output: str | list[str],
         attrs: dict[str, Any],
         constants: dict[str, np.ndarray],
         module: Any = None,
     ) -> None:
-        """Convert one front-end node with its registered converter and append it."""
+        """Convert one front-end node with its registered converter and append it.
+
+        ``output`` is the node's output name, or the list of its output names for a node with several
+        outputs (whose converter must then return :class:`~verifier.ops.registry.Outputs`).
+        """
         inputs = [self.resolve(i) if i and i not in constants else i for i in inputs]
         source = SourceNode(
             op_type=op_type,
@@ -60,6 +65,8 @@ class GraphBuilder:
             shapes={i: self.shapes[i] for i in inputs if i and i not in constants},
             module=module,
             dtype=self.dtype,
+            opset=self.opset,
+            num_outputs=len(output) if isinstance(output, list) else 1,
         )
         try:
             result = converter(source)
@@ -68,10 +75,26 @@ class GraphBuilder:
         except Exception as error:
             reason = f"cannot convert this node ({type(error).__name__}: {error})"
             raise UnsupportedOperatorError(op_type, name, reason) from None
-        if isinstance(result, str):
-            self.alias(output, result)
+        where = f"{name} ({op_type})"
+        outputs = output if isinstance(output, list) else [output]
+        if not isinstance(result, Outputs) and any(outputs[1:]):
+            raise UnsupportedOperatorError(op_type, name, "only the first output of this operator is supported")
+        if isinstance(result, Outputs) and len(result.ops) != len(outputs):
+            raise UnsupportedOperatorError(op_type, name, f"cannot produce {len(outputs)} outputs")
+        if isinstance(result, Outputs):
+            for op, out in zip(result.ops, outputs):
+                if out:
+                    self.add(op, source.variable_inputs, out, where)
+        elif isinstance(result, str):
+            self.alias(outputs[0], result)
+        elif isinstance(result, list):  # a chain: intermediate tensors get names derived from the output
+            previous = source.variable_inputs
+            for i, op in enumerate(result):
+                out = outputs[0] if i == len(result) - 1 else f"{outputs[0]}::{i}"
+                self.add(op, previous, out, where)
+                previous = [out]
         else:
-            self.add(result, source.variable_inputs, output, f"{name} ({op_type})")
+            self.add(result, source.variable_inputs, outputs[0], where)
 
     def add(self, op: Operator, inputs: list[str], output: str, source: str) -> None:
         """Append ``output = op(*inputs)`` after checking that it runs on inputs of the known shapes."""

@@ -4,8 +4,9 @@ The model is read with the ``onnx`` package; shapes come from ONNX shape inferen
 the shapes our operators produce), constant subgraphs (``Constant``, ``Shape`` of a variable and the
 ``Gather/Unsqueeze/Concat/Cast`` chains built on it) are folded with the ``onnx`` reference evaluator,
 ``Identity`` and ``Dropout`` become aliases, and every other node is converted by the converter its
-operator module registered. A missing converter fails at load time with the op type, the node and the
-supported list.
+operator module registered (a node with several outputs, ``Split``, becomes one node per output that is
+read; outputs nobody reads, such as MaxPool's indices, are dropped). A missing converter fails at load
+time with the op type, the node and the supported list.
 
 Batch semantics: the model is read as the function it computes at batch size 1. A symbolic or unknown
 first input dimension is taken as 1; every other dimension must be fixed.
@@ -88,11 +89,12 @@ def onnx_to_graph(model: onnx.ModelProto, where: str = "the model", dtype: torch
         raise ModelLoadError(f"{where}: input {model_input.name!r} must be float or double")
     dtype = dtype or model_dtype
 
-    builder = GraphBuilder(model_input.name, input_shape, dtype)
+    builder = GraphBuilder(model_input.name, input_shape, dtype, opset)
     inferred_shapes = _inferred_shapes(inferred)
+    # outputs nobody reads (MaxPool's Indices, Dropout's mask) are dropped
+    consumed = {i for node in graph.node for i in node.input} | {o.name for o in graph.output}
     for node in _topological_order(graph, set(constants) | {model_input.name}, where):
         name = node.name or node.output[0]
-        used_outputs = [o for o in node.output if o]
         if all((not i) or i in constants for i in node.input):
             for key, value in zip(node.output, _evaluate(node, constants, opset, name)):
                 constants[key] = value
@@ -100,8 +102,6 @@ def onnx_to_graph(model: onnx.ModelProto, where: str = "the model", dtype: torch
         if node.op_type == "Shape":
             constants[node.output[0]] = _shape_of(node, builder.shape(builder.resolve(node.input[0])))
             continue
-        if len(used_outputs) > 1 and node.op_type not in PASS_THROUGH:
-            raise UnsupportedOperatorError(node.op_type, name, "nodes with several outputs are not supported")
         if node.op_type in PASS_THROUGH:
             builder.alias(node.output[0], node.input[0])
             continue
@@ -109,15 +109,18 @@ def onnx_to_graph(model: onnx.ModelProto, where: str = "the model", dtype: torch
         if converter is None:
             raise UnsupportedOperatorError(node.op_type, name, "", supported_onnx_ops())
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        builder.convert(converter, node.op_type, name, list(node.input), node.output[0], attrs, constants)
-        expected = inferred_shapes.get(node.output[0])
-        actual = builder.shape(node.output[0])
-        if expected is not None and len(expected) == len(actual):
-            if any(e is not None and e != a for e, a in zip(expected[1:], actual[1:])):
-                raise ShapeError(
-                    f"{where}: node {name!r} ({node.op_type}) produces shape {actual}, "
-                    f"but ONNX shape inference says {tuple(expected)}"
-                )
+        # a node with several outputs (Split) is converted to one operator per output that is read
+        outputs = [o if o in consumed else "" for o in node.output] if len(node.output) > 1 else node.output[0]
+        builder.convert(converter, node.op_type, name, list(node.input), outputs, attrs, constants)
+        for out in [o for o in outputs if o] if isinstance(outputs, list) else [outputs]:
+            expected = inferred_shapes.get(out)
+            actual = builder.shape(out)
+            if expected is not None and len(expected) == len(actual):
+                if any(e is not None and e != a for e, a in zip(expected[1:], actual[1:])):
+                    raise ShapeError(
+                        f"{where}: node {name!r} ({node.op_type}) produces shape {actual}, "
+                        f"but ONNX shape inference says {tuple(expected)}"
+                    )
     output = graph.output[0].name
     if output in constants:
         raise ModelLoadError(f"{where}: the output {output!r} does not depend on the input")

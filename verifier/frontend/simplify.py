@@ -3,6 +3,7 @@
 * :func:`fold_affine_into_layers` folds an elementwise affine node (a BatchNormalization, a Mul/Add by
   a per-channel constant) into the Linear or Conv node before it, when it is that node's only reader.
 * :func:`remove_dead_nodes` drops nodes the output does not depend on.
+* :func:`verifier.frontend.fuse.fuse_gelu` turns the Erf pattern of GELU into one operator.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from verifier.errors import InvalidWeightError
+from verifier.frontend.fuse import fuse_gelu
 from verifier.ir import Graph, Node
 from verifier.ops.conv import Conv
 from verifier.ops.elementwise import Affine
@@ -18,6 +20,7 @@ from verifier.ops.linear import Linear
 
 def simplify(graph: Graph) -> Graph:
     """Apply every simplification and return the graph (modified in place)."""
+    fuse_gelu(graph)
     fold_affine_into_layers(graph)
     remove_dead_nodes(graph)
     return graph

@@ -21,6 +21,8 @@ from verifier.errors import ModelLoadError, UnsupportedOperatorError
 from verifier.frontend.build import GraphBuilder
 from verifier.ops.registry import TORCH_CONVERTERS
 
+#: functions of two tensors (one may be a constant): both operands are inputs of the node
+_BINARY = {"maximum", "minimum", "max", "min", "matmul", "pow", "mul", "div", "truediv"}
 PASS_THROUGH_MODULES = (torch.nn.Identity, torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
 _ARITH = {operator.add: "add", torch.add: "add", operator.sub: "sub", torch.sub: "sub", operator.mul: "mul",
           torch.mul: "mul", operator.truediv: "div", torch.div: "div", operator.neg: "neg", torch.neg: "neg"}
@@ -73,16 +75,21 @@ def _lookup(values: dict[str, tuple[str, Any]], arg: Any) -> tuple[str, Any]:
         return values[arg.name]
     if isinstance(arg, (list, tuple)):
         items = [_lookup(values, a) for a in arg]
-        if any(kind == "var" for kind, _ in items):
-            raise ModelLoadError("lists of variable tensors are not supported")
+        if any(kind in ("var", "list") for kind, _ in items):
+            return "list", items  # e.g. the tensors of torch.cat
         return "const", type(arg)(v for _, v in items)
     return "const", arg
+
+
+def _flat(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The looked-up arguments with lists of tensors expanded."""
+    return [leaf for kind, value in items for leaf in (_flat(value) if kind == "list" else [(kind, value)])]
 
 
 def _convert(traced, node: torch.fx.Node, values, constants, builder: GraphBuilder) -> tuple[str, Any]:
     args = [_lookup(values, a) for a in node.args]
     kwargs = {k: _lookup(values, v) for k, v in node.kwargs.items()}
-    variables = [v for kind, v in args + list(kwargs.values()) if kind == "var"]
+    variables = [v for kind, v in _flat(args + list(kwargs.values())) if kind == "var"]
     if node.op == "call_module":
         module = traced.get_submodule(node.target)
         target: Any = type(module)
@@ -137,6 +144,13 @@ def _arguments(node, target, module, args, kwargs, constants) -> tuple[str, list
         op_type = _ARITH.get(target, op_name)
         operands = args[:2] if op_type != "neg" else args[:1]
         return op_type, [name_of(i, a) for i, a in enumerate(operands)], {}
+    if op_name in _BINARY and len(args) >= 2 and (
+        op_name == "pow" or args[1][0] == "var" or isinstance(args[1][1], torch.Tensor)
+    ):
+        return op_name, [name_of(i, a) for i, a in enumerate(args[:2])], {}
+    if args[0][0] == "list":  # torch.cat([x, y, ...], dim)
+        inputs = [name_of(i, item) for i, item in enumerate(args[0][1])]
+        return op_name, inputs, {"args": [v for _, v in args[1:]], "kwargs": {k: v for k, (_, v) in kwargs.items()}}
     first = name_of(0, args[0])
     rest = [v for _, v in args[1:]]
     extra = {k: v for k, (_, v) in kwargs.items()}
@@ -150,4 +164,5 @@ def _arguments(node, target, module, args, kwargs, constants) -> tuple[str, list
     if op_name == "permute":
         dims = rest[0] if len(rest) == 1 and isinstance(rest[0], (tuple, list)) else rest
         return "permute", [first], {"dims": [int(d) for d in (dims or extra.get("dims"))]}
-    return op_name, [first], {}
+    # any other function: the first tensor is the input, the other arguments go to the converter as they are
+    return op_name, [first], {"args": rest, "kwargs": extra}

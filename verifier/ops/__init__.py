@@ -1,3 +1,16 @@
 """Operator families. Importing this package registers every family's converters."""
 
-from verifier.ops import activation, conv, elementwise, linear, shape  # noqa: F401
+from verifier.ops import (  # noqa: F401
+    activation,
+    bilinear,
+    conv,
+    elementwise,
+    indexing,
+    linear,
+    nonconvex,
+    piecewise,
+    pooling,
+    shape,
+    smooth,
+    softmax,
+)

@@ -38,6 +38,9 @@ class Relu(ElementwiseNonlinear):
     def forward(self, x: Tensor) -> Tensor:
         return torch.relu(x)
 
+    def exact_relaxation(self, lower: Tensor, upper: Tensor) -> Tensor:
+        return (lower >= 0) | (upper <= 0)
+
     def relax(self, lower: Tensor, upper: Tensor) -> LinearRelaxation:
         return relu_relaxation(lower, upper)
 

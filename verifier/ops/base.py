@@ -104,6 +104,12 @@ class ElementwiseNonlinear(Operator):
         """Sound linear lower and upper bounds of the function on ``[lower, upper]``, elementwise."""
         raise NotImplementedError
 
+    def exact_relaxation(self, lower: Tensor, upper: Tensor) -> Tensor | None:
+        """Mask of the neurons whose relaxation is exact on ``[lower, upper]`` (the function is linear there,
+        e.g. a stable ReLU), so tighter input bounds would not change it; ``None`` if never (smooth functions).
+        CROWN refines the input bounds only elsewhere."""
+        return None
+
     def interval(self, *inputs: Interval) -> Interval:
         (lower, upper), = inputs
         return self.forward(lower), self.forward(upper)

@@ -1,9 +1,12 @@
-"""Convolutions (1-D, 2-D and 3-D): ONNX Conv, ``torch.nn.Conv1d/2d/3d``.
+"""Convolutions (1-D, 2-D and 3-D): ONNX Conv and ConvTranspose, ``torch.nn.Conv1d/2d/3d`` and
+``torch.nn.ConvTranspose1d/2d/3d``.
 
-* IBP: ``y_c = conv(c, W) + b``, ``y_r = conv(r, |W|)``.
-* CROWN: exact; the coefficients go back through the transposed convolution,
-  ``A . conv(x) = conv_transpose(A, W) . x``, with ``output_padding`` chosen so the result has the
-  input's spatial size, and asymmetric zero padding handled by cropping.
+* IBP: ``y_c = conv(c, W) + b``, ``y_r = conv(r, |W|)`` (the same with the transposed convolution).
+* CROWN: exact; the coefficients go back through the adjoint operator. For Conv that is the transposed
+  convolution, ``A . conv(x) = conv_transpose(A, W) . x``, with ``output_padding`` chosen so the result
+  has the input's spatial size, and asymmetric zero padding handled by cropping. For ConvTranspose it
+  is the convolution with the same weight, ``A . conv_transpose(x) = conv(A, W) . x``, after undoing
+  the transposed convolution's cropping (``pads``) and ``output_padding``.
 """
 
 from __future__ import annotations
@@ -188,3 +191,116 @@ def _torch_conv(node: SourceNode) -> Conv:
     weight = module.weight.detach().clone().to(node.dtype)
     bias = None if module.bias is None else module.bias.detach().clone().to(node.dtype)
     return Conv(weight, bias, module.stride, pads, module.dilation, module.groups, shape)
+
+
+class ConvTranspose(Operator):
+    """N-d transposed convolution; ``weight`` is ``[C_in, C_out/groups, *k]``.
+
+    Computed as the full transposed convolution (no padding), extended by ``output_padding`` zeros at
+    the end and cropped by ``pads`` (``(begin, end)`` per spatial axis; negative values extend).
+    """
+
+    op_type = "ConvTranspose"
+    is_affine = True
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, strides, pads, output_padding, dilations, groups: int):
+        self.weight = weight
+        self.bias = bias
+        self.weight_abs = weight.abs()
+        self.dims = weight.dim() - 2
+        self.strides = tuple(strides)
+        self.pads = [tuple(p) for p in pads]
+        self.output_padding = tuple(output_padding)
+        self.dilations = tuple(dilations)
+        self.groups = groups
+        # F.pad order: last axis first; (-begin, output_padding - end) turns the full result into the output
+        self._crop = [v for (b, e), op in zip(reversed(self.pads), reversed(self.output_padding)) for v in (-b, op - e)]
+
+    def _apply(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        lead = x.shape[:2]
+        x = x.reshape(-1, *x.shape[2:])
+        y = _CONV_T[self.dims](x, weight, None, self.strides, 0, 0, self.groups, self.dilations)
+        y = F.pad(y, self._crop)
+        if bias is not None:
+            y = y + bias.reshape(-1, *[1] * self.dims)
+        return y.reshape(*lead, *y.shape[1:])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._apply(x, self.weight, self.bias)
+
+    def linear_part(self, x: Tensor) -> Tensor:
+        return self._apply(x, self.weight, None)
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return self._apply(x, self.weight_abs, None)
+
+    def interval(self, bounds: Interval) -> Interval:
+        center, radius = center_radius(*bounds)
+        out_center = self._apply(center, self.weight, self.bias)
+        out_radius = self._apply(radius, self.weight_abs, None)
+        return out_center - out_radius, out_center + out_radius
+
+    def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
+        lead = A.shape[:3]
+        flat = F.pad(A.reshape(-1, *A.shape[3:]), [-v for v in self._crop])
+        A_in = _CONV[self.dims](flat, self.weight, None, self.strides, 0, self.dilations, self.groups)
+        A_in = A_in.reshape(*lead, *A_in.shape[1:])
+        bias = None
+        if self.bias is not None:
+            per_channel = A.flatten(4).sum(-1) if A.dim() > 4 else A
+            bias = torch.matmul(per_channel, self.bias).sum(-1)
+        return [A_in], bias
+
+    def describe(self) -> str:
+        return f"ConvTranspose{self.dims}d {self.weight.shape[0]}->{self.weight.shape[1] * self.groups}"
+
+
+@onnx_op("ConvTranspose")
+def _onnx_conv_transpose(node: SourceNode) -> ConvTranspose:
+    if node.is_const(0) or not node.is_const(1) or (node.has_input(2) and not node.is_const(2)):
+        raise node.unsupported("only ConvTranspose(variable, constant weight, constant bias) is supported")
+    weight = node.const(1)
+    dims = weight.ndim - 2
+    shape = node.shape(0)
+    if dims not in _CONV_T or len(shape) != dims + 2:
+        raise node.unsupported(f"input of shape {shape} does not fit a {dims}-D transposed convolution")
+    groups = node.attr("group", 1)
+    if shape[1] != weight.shape[0]:
+        raise node.unsupported(f"input has {shape[1]} channels, the weight expects {weight.shape[0]}")
+    kernel = weight.shape[2:]
+    strides = node.attr("strides", [1] * dims)
+    dilations = node.attr("dilations", [1] * dims)
+    output_padding = list(node.attr("output_padding", [0] * dims))
+    auto_pad = node.attr("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    full = [st * (s - 1) + op + (k - 1) * d + 1
+            for s, st, op, k, d in zip(shape[2:], strides, output_padding, kernel, dilations)]
+    output_shape = node.attr("output_shape")
+    if output_shape is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        output_shape = [s * st for s, st in zip(shape[2:], strides)]
+    if output_shape is not None:
+        output_shape = list(output_shape)[-dims:]
+        totals = [f - o for f, o in zip(full, output_shape)]
+        if auto_pad == "SAME_UPPER":
+            pads = [(t // 2, t - t // 2) for t in totals]
+        else:
+            pads = [(t - t // 2, t // 2) for t in totals]
+    elif auto_pad == "VALID":
+        pads = [(0, 0)] * dims
+    else:
+        flat = node.attr("pads", [0] * (2 * dims))
+        pads = list(zip(flat[:dims], flat[dims:]))
+    bias = node.const(2)
+    return ConvTranspose(node.tensor(weight), None if bias is None else node.tensor(np.asarray(bias).reshape(-1)),
+                         strides, pads, output_padding, dilations, groups)
+
+
+@torch_op(torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+def _torch_conv_transpose(node: SourceNode) -> ConvTranspose:
+    module = node.module
+    if module.padding_mode != "zeros":
+        raise node.unsupported(f"padding_mode={module.padding_mode!r}")
+    weight = module.weight.detach().clone().to(node.dtype)
+    bias = None if module.bias is None else module.bias.detach().clone().to(node.dtype)
+    return ConvTranspose(weight, bias, module.stride, [(p, p) for p in module.padding], module.output_padding,
+                         module.dilation, module.groups)

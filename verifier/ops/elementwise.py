@@ -1,5 +1,6 @@
 """Elementwise arithmetic: Add, Sub, Mul, Div, Neg with constants; Add and Sub of two variables;
-BatchNormalization in inference mode.
+BatchNormalization in inference mode. (Mul and Div of two variables are converted to the McCormick
+operators of :mod:`verifier.ops.bilinear`, ``c / x`` to a reciprocal.)
 
 * ``Affine``: ``y = x * scale + shift`` with constant, numpy-broadcastable ``scale``/``shift``. IBP:
   ``y_c = c * scale + shift``, ``y_r = r * |scale|``. CROWN: exact, ``A . y = (A * scale) . x + A . shift``,
@@ -53,10 +54,14 @@ class Affine(Operator):
     def interval(self, bounds: Interval) -> Interval:
         if self.scale is None:
             lower, upper = bounds
-        else:
+        elif torch.isfinite(bounds[0]).all() and torch.isfinite(bounds[1]).all():
             center, radius = center_radius(*bounds)
             center, radius = center * self.scale, radius * self.scale.abs()
             lower, upper = center - radius, center + radius
+        else:  # infinite bounds (after a pole): scale the ends, a zero scale gives exactly 0
+            ends = torch.stack(torch.broadcast_tensors(bounds[0] * self.scale, bounds[1] * self.scale))
+            ends = torch.where(self.scale == 0, 0.0, ends)
+            lower, upper = ends.amin(0), ends.amax(0)
         if self.shift is not None:
             lower, upper = lower + self.shift, upper + self.shift
         return lower, upper
@@ -122,7 +127,11 @@ def _onnx_arith(node: SourceNode) -> Operator:
             return AddVariables([node.shape(0), node.shape(1)])
         if op == "Sub":
             return SubVariables([node.shape(0), node.shape(1)])
-        raise node.unsupported(f"{op} of two variable tensors is not supported yet")
+        from verifier.ops.bilinear import DivVariables, MulVariables, SelfProduct
+
+        if op == "Mul" and variables[0] == variables[1]:
+            return SelfProduct()  # x * x: the convex square, much tighter than a McCormick product
+        return (MulVariables if op == "Mul" else DivVariables)([node.shape(0), node.shape(1)])
     var_index = 0 if not node.is_const(0) else 1
     const = np.asarray(node.const(1 - var_index), dtype=np.float64)
     if op == "Add":
@@ -133,8 +142,10 @@ def _onnx_arith(node: SourceNode) -> Operator:
         return _affine(node, 1, -np.ones_like(const), const)
     if op == "Mul":
         return _affine(node, var_index, const, None)
-    if var_index == 1:
-        raise node.unsupported("division of a constant by a variable is not supported yet")
+    if var_index == 1:  # c / x = c * (1 / x)
+        from verifier.ops.smooth import Reciprocal
+
+        return [Reciprocal(), _affine(node, 1, const, None)]
     if np.any(const == 0):
         raise node.unsupported("division by a constant that contains zero")
     return _affine(node, 0, 1.0 / const, None)

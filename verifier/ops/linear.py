@@ -8,6 +8,7 @@ The layer ``y = x W^T + b`` acts on the last axis of its input.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from verifier.kernels import interval_linear
 from verifier.ops.base import Interval, Operator
+from verifier.ops.bilinear import MatMulVariables
 from verifier.ops.registry import SourceNode, onnx_op, torch_op
 from verifier.primitives import center_radius
 
@@ -75,10 +77,17 @@ def _gemm(node: SourceNode) -> Linear:
 
 
 @onnx_op("MatMul")
+@torch_op(torch.matmul, operator.matmul, "matmul")
 def _matmul(node: SourceNode) -> Operator:
-    """MatMul ``x @ W`` (or ``W @ x``) with a variable ``x`` and a constant 2-D ``W``."""
+    """MatMul ``x @ W`` (or ``W @ x``) with a variable ``x`` and a constant 2-D ``W``; of two variables, the
+    McCormick product of :mod:`verifier.ops.bilinear`."""
     if node.is_const(0) and not node.is_const(1):
         return _left_matmul(node)
+    if not node.is_const(0) and not node.is_const(1):
+        shapes = [node.shape(0), node.shape(1)]
+        if min(len(s) for s in shapes) < 2:
+            raise node.unsupported("a product of two variables needs both to be at least 2-D")
+        return MatMulVariables(shapes)
     weight = node.const(1)
     if weight is None or node.is_const(0):
         raise node.unsupported("only products of a variable and a constant matrix are supported")

@@ -18,8 +18,19 @@ from torch import Tensor
 from verifier.errors import UnsupportedOperatorError
 from verifier.ops.base import Operator
 
-#: A converter returns an operator, or the name of an input tensor the node is an alias of.
-Converted = Operator | str
+
+@dataclass
+class Outputs:
+    """What a converter returns for a node with several outputs (ONNX ``Split``): one operator per output,
+    each reading the node's variable inputs."""
+
+    ops: list[Operator]
+
+
+#: A converter returns an operator, the name of an input tensor the node is an alias of, a list of
+#: operators applied one after the other (a chain: the first reads the node's variable inputs, each next
+#: one the previous result; e.g. Softmax), or :class:`Outputs` for a node with several outputs.
+Converted = Operator | str | list[Operator] | Outputs
 
 ONNX_CONVERTERS: dict[str, Callable[[SourceNode], Converted]] = {}
 TORCH_CONVERTERS: dict[Any, Callable[[SourceNode], Converted]] = {}
@@ -42,6 +53,10 @@ class SourceNode:
     shapes: dict[str, tuple[int, ...]]
     module: Any = None
     dtype: torch.dtype = torch.float32
+    #: the ONNX opset of the model (attribute defaults changed between opsets, e.g. Softmax's axis)
+    opset: int = 18
+    #: how many outputs the node has (ONNX Split without explicit sizes splits into that many parts)
+    num_outputs: int = 1
 
     def const(self, index: int) -> np.ndarray | None:
         """The value of input ``index`` if it is a constant (or absent), else ``None``."""

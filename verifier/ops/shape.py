@@ -167,3 +167,36 @@ def _torch_view(node: SourceNode) -> Reshape:
 @torch_op("permute", torch.permute)
 def _torch_permute(node: SourceNode) -> Transpose:
     return Transpose(node.attrs["dims"])
+
+
+@torch_op("transpose", torch.transpose, torch.swapaxes, "swapaxes")
+def _torch_transpose(node: SourceNode) -> Transpose:
+    """``x.transpose(a, b)``: the permutation swapping two axes."""
+    args = node.attr("args", [])
+    rank = len(node.shape(0))
+    a, b = (normalize_axis(int(d), rank) for d in args[:2])
+    perm = list(range(rank))
+    perm[a], perm[b] = perm[b], perm[a]
+    return Transpose(perm)
+
+
+@torch_op("unsqueeze", torch.unsqueeze)
+def _torch_unsqueeze(node: SourceNode) -> Reshape:
+    shape = list(node.shape(0))
+    args = node.attr("args", [])
+    dim = args[0] if args else node.attr("kwargs", {})["dim"]
+    shape.insert(normalize_axis(int(dim), len(shape) + 1), 1)
+    return _reshape(node, shape)
+
+
+@torch_op("squeeze", torch.squeeze)
+def _torch_squeeze(node: SourceNode) -> Reshape:
+    shape = node.shape(0)
+    args = node.attr("args", [])
+    dims = args[0] if args else node.attr("kwargs", {}).get("dim")
+    if dims is None:
+        axes = {i for i, d in enumerate(shape) if d == 1}
+    else:
+        axes = {normalize_axis(int(d), len(shape)) for d in (dims if isinstance(dims, (tuple, list)) else [dims])}
+        axes = {a for a in axes if shape[a] == 1}  # torch ignores axes that are not of size 1
+    return _reshape(node, [d for i, d in enumerate(shape) if i not in axes])

@@ -1,0 +1,172 @@
+"""Branch and bound over the input box, for networks with few inputs (ACAS Xu, control policies).
+
+Domains are sub-boxes, kept on a stack (depth first, so memory stays bounded) and processed in batches.
+Each batch is bounded at once (pre-activation bounds by forward-mode linear bounds or CROWN, the margins
+by one CROWN backward pass); domains where every case is refuted are dropped, the others are checked at
+their centre and at the minimiser of their linear lower bound (a cheap counterexample search) and split
+in two along the input dimension with the largest *smear*: ``|coefficient of the bound| * width``, the
+dimension the bound depends on most.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds
+from verifier.bounds.forward import forward_bounds, supports_forward
+from verifier.bounds.ibp import interval_bounds
+from verifier.network import Network
+from verifier.verify.deadline import Deadline
+from verifier.verify.problem import Problem
+from verifier.verify.result import SAT, TIMEOUT, UNKNOWN, UNSAT
+
+
+@dataclass
+class InputSplitOptions:
+    """``batch``: domains bounded together; ``intermediate``: ``"forward"``, ``"crown"`` or ``"ibp"`` for
+    pre-activation bounds; ``max_domains``: open domains before giving up with ``unknown``."""
+
+    batch: int = 1024
+    intermediate: str = "forward"
+    max_domains: int = 2_000_000
+
+
+class MarginBounder:
+    """Lower bounds of a problem's margins ``C f(x) - d`` over batches of boxes, with the linear bound's
+    input coefficients (for branching and for candidate points)."""
+
+    def __init__(self, network: Network, problem: Problem, intermediate: str):
+        self.graph = network.graph
+        self.problem = problem
+        if intermediate == "forward" and not supports_forward(self.graph):
+            intermediate = "crown"
+        self.intermediate = intermediate
+        shape = network.output_shape
+        self.spec = problem.C.reshape(1, problem.rows, *shape)
+
+    def __call__(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor | None]:
+        with torch.no_grad():
+            if self.intermediate == "forward":
+                bounds = forward_bounds(self.graph, lower, upper)
+            elif self.intermediate == "ibp":
+                bounds = interval_bounds(self.graph, lower, upper)
+            else:
+                bounds = compute_intermediate_bounds(self.graph, lower, upper, CrownOptions())
+            lb, A_x, _ = backward_lower(self.graph, self.graph.output_name, self.spec, bounds,
+                                        return_coefficients=True)
+        return lb - self.problem.d, A_x
+
+
+def choose_split_dimension(problem: Problem, lb: Tensor, A_x: Tensor | None, lower: Tensor, upper: Tensor) -> Tensor:
+    """Per domain, the input dimension to bisect: the largest ``|A_x| * width`` for the row that is closest to
+    refuting the hardest open case (widest dimension when the bound has no input coefficients)."""
+    batch = lower.shape[0]
+    width = (upper - lower).reshape(batch, -1)
+    if A_x is None:
+        return width.argmax(1)
+    case_best = problem.case_max(lb)                       # [B, m]: best row per case
+    hardest = case_best.argmin(1)                          # the case furthest from being refuted
+    in_case = problem.row_case.unsqueeze(0) == hardest.unsqueeze(1)
+    row = torch.where(in_case, lb, torch.full_like(lb, -torch.inf)).argmax(1)
+    coeffs = A_x.reshape(A_x.shape[0], A_x.shape[1], -1).expand(batch, -1, -1)
+    chosen = coeffs[torch.arange(batch), row]
+    score = chosen.abs() * width
+    return torch.where(score.amax(1) > 0, score.argmax(1), width.argmax(1))
+
+
+def bisect(lower: Tensor, upper: Tensor, dim: Tensor) -> tuple[Tensor, Tensor]:
+    """Both halves of every box along its chosen dimension: ``[2B, *shape]`` (left halves first)."""
+    batch = lower.shape[0]
+    flat_lo, flat_hi = lower.reshape(batch, -1), upper.reshape(batch, -1)
+    rows = torch.arange(batch)
+    mid = (flat_lo[rows, dim] + flat_hi[rows, dim]) / 2
+    left_hi, right_lo = flat_hi.clone(), flat_lo.clone()
+    left_hi[rows, dim] = mid
+    right_lo[rows, dim] = mid
+    new_lo = torch.cat([flat_lo, right_lo]).reshape(2 * batch, *lower.shape[1:])
+    new_hi = torch.cat([left_hi, flat_hi]).reshape(2 * batch, *lower.shape[1:])
+    return new_lo, new_hi
+
+
+def linear_minimizer(problem: Problem, lb: Tensor, A_x: Tensor | None, lower: Tensor, upper: Tensor) -> Tensor:
+    """The box vertex minimising the linear lower bound of the hardest case's best row (a likely violation)."""
+    if A_x is None:
+        return (lower + upper) / 2
+    batch = lower.shape[0]
+    hardest = problem.case_max(lb).argmin(1)
+    in_case = problem.row_case.unsqueeze(0) == hardest.unsqueeze(1)
+    row = torch.where(in_case, lb, torch.full_like(lb, -torch.inf)).argmax(1)
+    coeffs = A_x.reshape(A_x.shape[0], A_x.shape[1], -1).expand(batch, -1, -1)[torch.arange(batch), row]
+    lo, hi = lower.reshape(batch, -1), upper.reshape(batch, -1)
+    return torch.where(coeffs > 0, lo, hi).reshape(lower.shape)
+
+
+def input_split_search(
+    network: Network,
+    problem: Problem,
+    deadline: Deadline,
+    options: InputSplitOptions,
+    stats: dict,
+    try_candidates: Callable[[Tensor], Tensor | None],
+) -> tuple[str, Tensor | None]:
+    """Run the search; returns ``(status, counterexample point or None)``.
+
+    ``try_candidates(points)`` validates candidate counterexamples and returns one that holds, or None.
+    """
+    bounder = MarginBounder(network, problem, options.intermediate)
+    stats["intermediate"] = bounder.intermediate
+    stack_lo, stack_hi = [problem.lower.unsqueeze(0)], [problem.upper.unsqueeze(0)]
+    open_count = 1
+    visited = 0
+    while open_count:
+        if deadline.expired():
+            stats["open_domains"] = open_count
+            return TIMEOUT, None
+        lower, upper = _pop(stack_lo, stack_hi, options.batch)
+        open_count -= lower.shape[0]
+        lb, A_x = bounder(lower, upper)
+        visited += lower.shape[0]
+        open_ = ~problem.refuted(lb).all(1)
+        if open_.any():
+            lower, upper, lb = lower[open_], upper[open_], lb[open_]
+            A_x = None if A_x is None else (A_x[open_] if A_x.shape[0] > 1 else A_x)
+            points = torch.cat([(lower + upper) / 2, linear_minimizer(problem, lb, A_x, lower, upper)])
+            with torch.no_grad():
+                violation, _ = problem.violation(network.forward_flat(points))
+            hits = points[violation <= 0]
+            if len(hits):
+                witness = try_candidates(hits)
+                if witness is not None:
+                    stats["domains"] = visited
+                    return SAT, witness
+            dim = choose_split_dimension(problem, lb, A_x, lower, upper)
+            children_lo, children_hi = bisect(lower, upper, dim)
+            stack_lo.append(children_lo)
+            stack_hi.append(children_hi)
+            open_count += children_lo.shape[0]
+            if open_count > options.max_domains:
+                stats["domains"] = visited
+                return UNKNOWN, None
+        stats["domains"] = visited
+        stats["max_open"] = max(stats.get("max_open", 0), open_count)
+    return UNSAT, None
+
+
+def _pop(stack_lo: list[Tensor], stack_hi: list[Tensor], count: int) -> tuple[Tensor, Tensor]:
+    """Take up to ``count`` domains from the top of the stack."""
+    taken_lo, taken_hi, have = [], [], 0
+    while stack_lo and have < count:
+        lo, hi = stack_lo.pop(), stack_hi.pop()
+        need = count - have
+        if lo.shape[0] > need:
+            stack_lo.append(lo[:-need])
+            stack_hi.append(hi[:-need])
+            lo, hi = lo[-need:], hi[-need:]
+        taken_lo.append(lo)
+        taken_hi.append(hi)
+        have += lo.shape[0]
+    return torch.cat(taken_lo), torch.cat(taken_hi)

@@ -1,0 +1,183 @@
+"""``verifier.verify``: decide a property for a network within a wall-clock budget.
+
+The phases, in order:
+
+1. *falsification*: random sampling and PGD on every group of cases; a candidate that survives the
+   independent re-check (onnxruntime on the original file) gives ``sat``;
+2. *incomplete proof*: one bound computation per group; groups whose every case is refuted are done;
+3. *branch and bound* on what is left: input splitting when the input has few dimensions, otherwise
+   ReLU splitting with beta-CROWN; the choice, batch sizes and iteration counts come from the network
+   and the property.
+
+``unsat`` is only ever reported when every case of every group was refuted by a sound bound.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from verifier.errors import ShapeError
+from verifier.network import Network
+from verifier.spec.specification import Specification
+from verifier.verify.deadline import Deadline
+from verifier.verify.falsify import find_candidates
+from verifier.verify.problem import Problem
+from verifier.verify.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result
+from verifier.verify.validate import validate
+
+#: networks with at most this many inputs are searched by input splitting (and bounded in float64)
+INPUT_SPLIT_MAX_INPUTS = 16
+
+
+@dataclass
+class VerifyOptions:
+    """Knobs of :func:`verify`; every ``None`` is chosen automatically from the network and property.
+
+    ``method``: ``"auto"``, ``"input-split"``, ``"relu-split"`` or ``"bounds"`` (incomplete: no branching).
+    ``attack``: run falsification first. ``batch``: sub-domains bounded together. ``float64``: bound in
+    double precision (default: for networks with few inputs, where it is cheap). ``seed``: attack seed.
+    """
+
+    method: str = "auto"
+    attack: bool = True
+    batch: int | None = None
+    float64: bool | None = None
+    seed: int = 0
+
+
+def verify(
+    network: Network | str | os.PathLike,
+    spec: Specification | str | os.PathLike,
+    timeout: float | None = None,
+    options: VerifyOptions | None = None,
+) -> Result:
+    """Decide whether any input in the property's boxes violates its output constraints.
+
+    ``network``: a :class:`Network` or an ONNX path; ``spec``: a parsed :class:`Specification` or a
+    VNN-LIB path. ``timeout``: wall-clock seconds (``None``: no limit); the answer comes by then.
+    Returns a :class:`Result` with ``status`` ``sat`` (with a validated counterexample), ``unsat``,
+    ``unknown`` or ``timeout`` and statistics (time per phase, domains visited).
+    """
+    deadline = Deadline(timeout)
+    options = options or VerifyOptions()
+    stats: dict = {"phases": {}}
+    if not isinstance(network, Network):
+        from verifier.api import load_onnx
+
+        start = time.perf_counter()
+        network = load_onnx(network)
+        stats["phases"]["load_model"] = time.perf_counter() - start
+    if not isinstance(spec, Specification):
+        from verifier.spec import parse_vnnlib
+
+        start = time.perf_counter()
+        spec = parse_vnnlib(spec, n_inputs=network.input_size, n_outputs=network.output_size)
+        stats["phases"]["load_property"] = time.perf_counter() - start
+    if spec.n_inputs != network.input_size or spec.n_outputs != network.output_size:
+        raise ShapeError(
+            f"the property has {spec.n_inputs} inputs and {spec.n_outputs} outputs; the network has "
+            f"{network.input_size} and {network.output_size}"
+        )
+    result = _run(network, spec, deadline, options, stats)
+    stats["time_s"] = deadline.elapsed()
+    return result
+
+
+def _run(network: Network, spec: Specification, deadline: Deadline, options: VerifyOptions, stats: dict) -> Result:
+    groups = spec.box_groups()
+    if not groups:
+        return Result(UNSAT, stats=stats, message="the property has no satisfiable case")
+    small = network.input_size <= INPUT_SPLIT_MAX_INPUTS
+    use_float64 = options.float64 if options.float64 is not None else small
+    bound_network = _as_dtype(network, torch.float64 if use_float64 else network.dtype)
+    problems = [Problem.from_group(group, bound_network) for group in groups]
+    stats["cases"] = len(spec.cases)
+    stats["dtype"] = str(bound_network.dtype).replace("torch.", "")
+
+    def try_candidates(points: torch.Tensor, problem: Problem) -> Counterexample | None:
+        lower = problem.lower.reshape(-1).double().numpy()
+        upper = problem.upper.reshape(-1).double().numpy()
+        for point in points[:8]:
+            witness = validate(network, spec, point.detach().double().numpy(), lower, upper)
+            if witness is not None:
+                return witness
+        return None
+
+    # 1. falsification
+    if options.attack:
+        start = time.perf_counter()
+        attack_deadline = deadline.sub(0.2, at_most=30.0)
+        for index, problem in enumerate(problems):
+            if problem.has_trivial_case():
+                candidates = [(problem.lower + problem.upper) / 2]
+            else:
+                candidates = find_candidates(bound_network, problem, attack_deadline, seed=options.seed + index)
+            if candidates:
+                witness = try_candidates(torch.stack(candidates), problem)
+                if witness is not None:
+                    stats["phases"]["attack"] = time.perf_counter() - start
+                    return Result(SAT, counterexample=witness, stats=stats)
+            if attack_deadline.expired():
+                break
+        stats["phases"]["attack"] = time.perf_counter() - start
+
+    # 2-3. proof search, group by group
+    from verifier.bab.input_split import InputSplitOptions, input_split_search
+
+    method = options.method
+    if method == "auto":
+        method = "input-split" if small else "relu-split"
+    stats["method"] = method
+    statuses = []
+    start = time.perf_counter()
+    for problem in problems:
+        if deadline.expired():
+            statuses.append(TIMEOUT)
+            break
+        if method == "input-split":
+            search_options = InputSplitOptions()
+            if options.batch:
+                search_options.batch = options.batch
+            status, witness = input_split_search(
+                bound_network, problem, deadline, search_options, stats,
+                lambda points, p=problem: try_candidates(points, p),
+            )
+        else:
+            from verifier.bab.relu_split import relu_split_search
+
+            status, witness = relu_split_search(
+                bound_network, problem, deadline, stats, lambda points, p=problem: try_candidates(points, p),
+                method=method, batch=options.batch,
+            )
+        if status == SAT:
+            stats["phases"]["search"] = time.perf_counter() - start
+            return Result(SAT, counterexample=witness, stats=stats)
+        statuses.append(status)
+        if status in (TIMEOUT, UNKNOWN) and method != "bounds":
+            break
+    stats["phases"]["search"] = time.perf_counter() - start
+    if all(s == UNSAT for s in statuses) and len(statuses) == len(problems):
+        return Result(UNSAT, stats=stats)
+    if TIMEOUT in statuses or deadline.expired():
+        return Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
+    return Result(UNKNOWN, stats=stats, message=stats.get("unknown_reason", "the search ended without an answer"))
+
+
+def _as_dtype(network: Network, dtype: torch.dtype) -> Network:
+    if network.dtype == dtype:
+        return network
+    return copy.deepcopy(network).to(dtype)
+
+
+def load_result_witness(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read the witness of a ``sat`` result file back (for tests and tooling)."""
+    from verifier.spec.witness import parse_counterexample
+
+    return parse_counterexample(Path(path).read_text())

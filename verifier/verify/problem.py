@@ -1,0 +1,77 @@
+"""One group of a property's cases that share an input box, as tensors in the network's type.
+
+A counterexample is an ``x`` in the box with ``C_r . f(x) <= d_r`` for every row ``r`` of some case.
+The *margin* of row ``r`` is ``C_r . f(x) - d_r``; a case is violated where its largest margin is <= 0,
+and refuted on a domain where some row's margin has a positive lower bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from verifier.network import Network
+from verifier.spec.specification import BoxGroup
+
+
+@dataclass
+class Problem:
+    """``lower``/``upper``: the box ``[*input_shape]``; ``C`` ``[R, n_out]``; ``d`` ``[R]``; ``row_case``
+    ``[R]`` maps rows to local case numbers ``0..n_cases-1``; ``case_indices`` maps those to the spec's."""
+
+    lower: Tensor
+    upper: Tensor
+    C: Tensor
+    d: Tensor
+    row_case: Tensor
+    n_cases: int
+    case_indices: tuple[int, ...]
+
+    @classmethod
+    def from_group(cls, group: BoxGroup, network: Network) -> "Problem":
+        dtype = network.dtype
+
+        def tensor(a: np.ndarray) -> Tensor:
+            return torch.as_tensor(np.array(a, dtype=np.float64)).to(dtype)
+
+        return cls(
+            lower=tensor(group.lower).reshape(network.input_shape),
+            upper=tensor(group.upper).reshape(network.input_shape),
+            C=tensor(group.C).reshape(-1, network.output_size),
+            d=tensor(group.d).reshape(-1),
+            row_case=torch.as_tensor(np.array(group.row_case, dtype=np.int64)).reshape(-1),
+            n_cases=len(group.case_indices),
+            case_indices=tuple(group.case_indices),
+        )
+
+    @property
+    def rows(self) -> int:
+        return self.C.shape[0]
+
+    def has_trivial_case(self) -> bool:
+        """A case without output rows: every point of the box violates the property."""
+        counts = torch.bincount(self.row_case, minlength=self.n_cases)
+        return bool((counts == 0).any())
+
+    def margins(self, y: Tensor) -> Tensor:
+        """``C f(x) - d`` per row for flattened outputs ``y`` ``[N, n_out]``: ``[N, R]``."""
+        return y @ self.C.T - self.d
+
+    def case_max(self, row_values: Tensor, empty: float = float("-inf")) -> Tensor:
+        """Largest value over each case's rows: ``[N, R] -> [N, n_cases]`` (``empty`` for a case without rows)."""
+        out = torch.full((row_values.shape[0], self.n_cases), empty, dtype=row_values.dtype)
+        index = self.row_case.unsqueeze(0).expand_as(row_values)
+        return out.scatter_reduce(1, index, row_values, reduce="amax", include_self=True)
+
+    def violation(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """How far each output is from violating the property: ``min over cases of max over rows`` of the
+        margins (``<= 0``: a counterexample), and the case attaining it. ``[N]`` each."""
+        values, case = self.case_max(self.margins(y)).min(1)
+        return values, case
+
+    def refuted(self, lower_margins: Tensor) -> Tensor:
+        """``[N, n_cases]``: cases with a row whose margin lower bound is positive on the domain."""
+        return self.case_max(lower_margins) > 0

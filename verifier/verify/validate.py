@@ -1,0 +1,64 @@
+"""Re-check a candidate counterexample independently before ``sat`` is reported.
+
+The candidate is rounded to the model's input type *inward* (so it stays inside the box), run through
+onnxruntime on the original ONNX file (or through the torch module the network came from), and the
+output is checked against the specification with zero tolerance.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from verifier.network import Network
+from verifier.spec.specification import Specification
+from verifier.spec.witness import check_counterexample
+from verifier.verify.result import Counterexample
+
+
+@lru_cache(maxsize=4)
+def _session(path: str):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def round_inward(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``x`` clipped to the box and cast to ``dtype`` with the box ends rounded towards its inside."""
+    lo = lower.astype(dtype)
+    lo = np.where(lo < lower, np.nextafter(lo, np.array(np.inf, dtype)), lo)
+    hi = upper.astype(dtype)
+    hi = np.where(hi > upper, np.nextafter(hi, np.array(-np.inf, dtype)), hi)
+    hi = np.maximum(hi, lo)
+    return np.clip(x.astype(dtype), lo, hi)
+
+
+def reference_output(network: Network, x: np.ndarray) -> np.ndarray:
+    """The model's output on ``x`` by an executor independent of the engine: onnxruntime on the source file;
+    for a network without a file (from a torch module) the engine's own forward pass."""
+    if network.source is not None:
+        session = _session(str(network.source))
+        feed = x.reshape(network.input_shape).astype(np.dtype(_onnx_input_type(session)))
+        return np.asarray(session.run(None, {session.get_inputs()[0].name: feed})[0]).reshape(-1)
+    return network.forward(x).detach().numpy().reshape(-1)
+
+
+def _onnx_input_type(session) -> str:
+    kind = session.get_inputs()[0].type
+    return "float64" if "double" in kind else "float32"
+
+
+def validate(network: Network, spec: Specification, x: np.ndarray, case_lower: np.ndarray,
+             case_upper: np.ndarray) -> Counterexample | None:
+    """A validated counterexample from the candidate ``x`` inside the box ``[case_lower, case_upper]``, or None."""
+    dtype = np.float64 if network.source is None else np.dtype(_onnx_input_type(_session(str(network.source))))
+    x_checked = round_inward(np.asarray(x, dtype=np.float64).reshape(-1), case_lower, case_upper, dtype)
+    y = reference_output(network, x_checked)
+    check = check_counterexample(spec, x_checked, y, tolerance=0.0)
+    if not check:
+        return None
+    return Counterexample(x=x_checked, y=y.astype(np.float64), case=int(check.case))
