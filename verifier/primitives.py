@@ -52,6 +52,47 @@ def relaxed_backward(A: Tensor, relaxation: LinearRelaxation) -> tuple[Tensor, T
     return A_z, bias
 
 
+def relu_upper_line(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+    """Slope and intercept of the ReLU's upper relaxation: the chord on unstable neurons, exact elsewhere."""
+    lower = lower.clamp(max=0)
+    upper = upper.clamp(min=0)
+    width = upper - lower
+    slope = torch.where(width > 0, upper / width.clamp(min=torch.finfo(width.dtype).tiny), (lower >= 0).to(upper))
+    # a dead neuron (upper <= 0) has slope 0: upper.clamp(min=0) = 0 already gives it.
+    return slope, -slope * lower
+
+
+def relu_default_lower_slope(lower: Tensor, upper: Tensor) -> Tensor:
+    """The adaptive lower slope (1 where ``u > -l``, else 0); exact (1 or 0) on stable neurons."""
+    return (upper > -lower).to(lower.dtype) * (upper > 0).to(lower.dtype)
+
+
+def relu_relaxation(lower: Tensor, upper: Tensor, lower_slope: Tensor | None = None) -> LinearRelaxation:
+    """CROWN's linear relaxation of ReLU on the pre-activation bounds ``[lower, upper]`` (Zhang et al. 2018).
+
+    Upper line: the chord ``u (x - l) / (u - l)`` on unstable neurons (``l < 0 < u``); lower line through 0
+    with the adaptive slope (1 if ``u > -l`` else 0); stable neurons are relaxed exactly. A given
+    ``lower_slope`` (``[B, *shape]`` or per spec row ``[B, K, *shape]``, alpha-CROWN, expected in ``[0, 1]``)
+    replaces the adaptive slope on the unstable neurons only.
+    """
+    upper_slope, upper_intercept = relu_upper_line(lower, upper)
+    default = relu_default_lower_slope(lower, upper)
+    if lower_slope is not None:
+        unstable = (lower < 0) & (upper > 0)
+        if lower_slope.dim() == lower.dim() + 1:  # per spec row
+            unstable, default = unstable.unsqueeze(1), default.unsqueeze(1)
+        default = torch.where(unstable, lower_slope, default)
+    return LinearRelaxation(default, None, upper_slope, upper_intercept)
+
+
+def relu_backward(
+    A: Tensor, lower: Tensor, upper: Tensor, lower_slope: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """One CROWN backward step through a ReLU with pre-activation bounds ``[lower, upper]``:
+    :func:`relaxed_backward` with :func:`relu_relaxation`."""
+    return relaxed_backward(A, relu_relaxation(lower, upper, lower_slope))
+
+
 def concretize_box(A: Tensor, bias: Tensor | None, lower: Tensor, upper: Tensor) -> Tensor:
     """Minimum of ``A . x + bias`` over the box ``lower <= x <= upper``, for each row of ``A``.
 
@@ -67,6 +108,17 @@ def concretize_box(A: Tensor, bias: Tensor | None, lower: Tensor, upper: Tensor)
     if bias is not None:
         value = value + bias
     return value
+
+
+def interval_linear(
+    lower: Tensor, upper: Tensor, weight: Tensor, weight_abs: Tensor, bias: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """IBP through ``y = x W^T + b`` (Gowal et al. 2018): the box with centre ``c W^T + b`` and radius
+    ``r |W|^T``, for input boxes ``[lower, upper]`` (``[..., in]``) with centre ``c`` and radius ``r``."""
+    center, radius = center_radius(lower, upper)
+    out_center = torch.nn.functional.linear(center, weight, bias)
+    out_radius = torch.nn.functional.linear(radius, weight_abs)
+    return out_center - out_radius, out_center + out_radius
 
 
 def interval_from_center_radius(center: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:

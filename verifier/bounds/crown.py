@@ -26,8 +26,8 @@ from torch import Tensor
 
 from verifier.bounds.ibp import interval_of_spec
 from verifier.ir import Graph, Node
+from verifier.kernels import concretize_box
 from verifier.ops.base import ElementwiseNonlinear, Interval
-from verifier.primitives import concretize_box
 
 #: ``hook(node, start, A, bounds)`` may replace a node's backward step (alpha-/beta-CROWN); it returns
 #: ``(A_in, bias)`` like :meth:`Operator.backward`, or ``None`` to use the operator's own rule.

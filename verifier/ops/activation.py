@@ -13,13 +13,21 @@ sound one*, ``max/min over [l, u] of f(x) - k x``. That extremum is attained at 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from verifier.ops.base import ElementwiseNonlinear
+from verifier.kernels import relu_backward
+from verifier.ops.base import ElementwiseNonlinear, Interval
 from verifier.ops.registry import SourceNode, onnx_op, torch_op
-from verifier.primitives import LinearRelaxation
+from verifier.primitives import (  # noqa: F401  (the ReLU line helpers moved to primitives; kept importable here)
+    LinearRelaxation,
+    relu_default_lower_slope,
+    relu_relaxation,
+    relu_upper_line,
+)
 
 
 class Relu(ElementwiseNonlinear):
@@ -34,24 +42,14 @@ class Relu(ElementwiseNonlinear):
         return (lower >= 0) | (upper <= 0)
 
     def relax(self, lower: Tensor, upper: Tensor) -> LinearRelaxation:
-        upper_slope, upper_intercept = relu_upper_line(lower, upper)
-        lower_slope = relu_default_lower_slope(lower, upper)
-        return LinearRelaxation(lower_slope, None, upper_slope, upper_intercept)
+        return relu_relaxation(lower, upper)
 
-
-def relu_upper_line(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
-    """Slope and intercept of the ReLU's upper relaxation: the chord on unstable neurons, exact elsewhere."""
-    lower = lower.clamp(max=0)
-    upper = upper.clamp(min=0)
-    width = upper - lower
-    slope = torch.where(width > 0, upper / width.clamp(min=torch.finfo(width.dtype).tiny), (lower >= 0).to(upper))
-    # a dead neuron (upper <= 0) has slope 0: upper.clamp(min=0) = 0 already gives it.
-    return slope, -slope * lower
-
-
-def relu_default_lower_slope(lower: Tensor, upper: Tensor) -> Tensor:
-    """The adaptive lower slope (1 where ``u > -l``, else 0); exact (1 or 0) on stable neurons."""
-    return (upper > -lower).to(lower.dtype) * (upper > 0).to(lower.dtype)
+    def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
+        # the relaxation formed inside the fused step (verifier.kernels.relu_backward) = relaxed_backward(A, relax)
+        bounds = inputs[0]
+        assert bounds is not None, "Relu needs pre-activation bounds"
+        A_in, bias = relu_backward(A, *bounds)
+        return [A_in], bias
 
 
 class SShaped(ElementwiseNonlinear):

@@ -23,7 +23,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from verifier.primitives import LinearRelaxation, relaxed_backward
+from verifier.kernels import relaxed_backward
+from verifier.primitives import LinearRelaxation
 
 Interval = tuple[Tensor, Tensor]
 
@@ -94,7 +95,7 @@ class ElementwiseNonlinear(Operator):
 
     Subclasses give the concrete function and :meth:`relax`; IBP assumes a monotonically
     non-decreasing function unless :meth:`interval` is overridden, and the backward step is the
-    generic one of :func:`verifier.primitives.relaxed_backward`.
+    generic one of :func:`verifier.kernels.relaxed_backward` (fused; reference in :mod:`verifier.primitives`).
     """
 
     needs_input_bounds = True

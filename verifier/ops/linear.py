@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from verifier.kernels import interval_linear
 from verifier.ops.base import Interval, Operator
 from verifier.ops.bilinear import MatMulVariables
 from verifier.ops.registry import SourceNode, onnx_op, torch_op
@@ -43,10 +44,7 @@ class Linear(Operator):
         return F.linear(x, self.weight_abs)
 
     def interval(self, bounds: Interval) -> Interval:
-        center, radius = center_radius(*bounds)
-        out_center = F.linear(center, self.weight, self.bias)
-        out_radius = F.linear(radius, self.weight_abs)
-        return out_center - out_radius, out_center + out_radius
+        return interval_linear(*bounds, self.weight, self.weight_abs, self.bias)
 
     def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
         A_in = torch.matmul(A, self.weight)

@@ -1,0 +1,237 @@
+"""Native kernels vs the eager PyTorch references vs torch.compile(references): per op and end to end.
+
+    python benchmarks/kernels.py [--rounds 5] [--quick] [--no-compile] [--part ops|e2e|all]
+
+Single thread. Per op, on shapes taken from CROWN and branch-and-bound calls on the shared networks: the
+eager reference (verifier.primitives), torch.compile of that reference (inductor, warmed up), and the native
+kernel through its wrapper (verifier.kernels). End to end: CROWN over one box, and a branch-and-bound-like
+step: CROWN over B sub-domain boxes with a spec of K rows (the engine with VERIFIER_KERNELS=torch, with the
+references replaced by their compiled versions, and with VERIFIER_KERNELS=native).
+
+Times are the best of interleaved rounds (every mode once per round, so a noisy neighbour on a shared
+machine hurts all modes alike), in ms; ratios > 1 mean native is faster. The last column is the largest
+difference of the native result from the eager one, relative to the result's magnitude. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+from common import SHARED
+
+import verifier
+from verifier import kernels, primitives
+
+MODES = ("eager", "compile", "native")
+REFERENCES = ("relaxed_backward", "relu_backward", "concretize_box", "interval_linear")
+
+
+def best_times(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Best wall time (s) of each function over interleaved rounds, after one warm-up call each."""
+    for fn in fns.values():
+        fn()
+    best = {name: float("inf") for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def relative_difference(a, b) -> float:
+    if isinstance(a, (tuple, list)) or hasattr(a, "lower"):
+        pairs = zip(a, b)
+        return max((relative_difference(x, y) for x, y in pairs if x is not None), default=0.0)
+    scale = b.abs().max().item() if b.numel() else 0.0
+    return (a - b).abs().max().item() / max(scale, 1e-30) if a.numel() else 0.0
+
+
+def row(name: str, times: dict[str, float], difference: float) -> str:
+    cells = [f"{1e3 * times[m]:9.2f}" if m in times else f"{'-':>9s}" for m in MODES]
+    eager_ratio = times["eager"] / times["native"]
+    compile_ratio = f"{times['compile'] / times['native']:8.2f}x" if "compile" in times else f"{'-':>9s}"
+    return f"{name:46s} {' '.join(cells)} {eager_ratio:8.2f}x {compile_ratio} {difference:9.1e}"
+
+
+HEADER = (f"{'case':46s} {'eager ms':>9s} {'compile':>9s} {'native':>9s} {'eager/nat':>9s} {'comp/nat':>9s} "
+          f"{'rel.diff':>9s}")
+
+
+# -- per op --------------------------------------------------------------------------------------------------
+def op_cases(quick: bool) -> list[tuple[str, Callable, Callable, tuple]]:
+    """(name, reference, native wrapper, arguments) on shapes the engine produces."""
+    g = torch.Generator().manual_seed(0)
+
+    def A(b, K, n):
+        return torch.randn(b, K, n, generator=g)
+
+    def bounds(B, n):
+        lower = torch.randn(B, n, generator=g)
+        return lower, lower + 2 * torch.rand(B, n, generator=g)
+
+    def relaxation(B, n, rows=None):
+        lead = (B,) if rows is None else (B, rows)
+        return primitives.LinearRelaxation(torch.rand(*lead, n, generator=g), torch.randn(*lead, n, generator=g),
+                                           torch.rand(*lead, n, generator=g), torch.randn(*lead, n, generator=g))
+
+    def linear(B, n_in, n_out):
+        lower, upper = bounds(B, n_in)
+        weight = torch.randn(n_out, n_in, generator=g)
+        return lower.unsqueeze(1), upper.unsqueeze(1), weight, weight.abs(), torch.randn(n_out, generator=g)
+
+    relu = (primitives.relu_backward, kernels.relu_backward)
+    relaxed = (primitives.relaxed_backward, kernels.relaxed_backward)
+    concretize = (primitives.concretize_box, kernels.concretize_box)
+    interval = (primitives.interval_linear, kernels.interval_linear)
+    cases = [
+        ("relu_backward A[1024,100,50] (acasxu BaB)", *relu, (A(1024, 100, 50), *bounds(1024, 50))),
+        ("relu_backward A[1,100,50] x1024 boxes", *relu, (A(1, 100, 50), *bounds(1024, 50))),
+        ("relu_backward A[2048,8,50] (spec rows)", *relu, (A(2048, 8, 50), *bounds(2048, 50))),
+        ("relu_backward A[64,512,256] (mnist_fc)", *relu, (A(64, 512, 256), *bounds(64, 256))),
+        ("relu_backward A[256,8,256] alpha per row", *relu,
+         (A(256, 8, 256), *bounds(256, 256), torch.rand(256, 8, 256, generator=g))),
+        ("relaxed_backward A[64,400,200] (sigmoid)", *relaxed, (A(64, 400, 200), relaxation(64, 200))),
+        ("concretize_box A[1024,100,5] (acasxu input)", *concretize, (A(1024, 100, 5), None, *bounds(1024, 5))),
+        ("concretize_box A[64,512,784] (mnist input)", *concretize, (A(64, 512, 784), None, *bounds(64, 784))),
+        ("concretize_box A[2048,8,784] (BaB spec)", *concretize, (A(2048, 8, 784), None, *bounds(2048, 784))),
+        ("interval_linear [1024,1,50] 50->50", *interval, linear(1024, 50, 50)),
+        ("interval_linear [256,1,784] 784->256", *interval, linear(256, 784, 256)),
+    ]
+    return cases[::3] if quick else cases
+
+
+def bench_ops(args) -> None:
+    print(HEADER)
+    kernels.set_backend("native")
+    for name, reference, wrapper, operands in op_cases(args.quick):
+        fns = {"eager": lambda r=reference, o=operands: r(*o)}
+        if not args.no_compile:
+            compiled = torch.compile(reference, dynamic=False)
+            fns["compile"] = lambda c=compiled, o=operands: c(*o)
+        fns["native"] = lambda w=wrapper, o=operands: w(*o)
+        with torch.no_grad():
+            times = best_times(fns, args.rounds)
+            difference = relative_difference(wrapper(*operands), reference(*operands))
+        print(row(name, times, difference), flush=True)
+
+
+# -- end to end ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def compiled_references(compiled: dict[str, Callable]) -> Iterator[None]:
+    """The engine on the torch backend, each reference replaced by its torch.compile'd version."""
+    saved = {name: getattr(primitives, name) for name in REFERENCES}
+    try:
+        for name, fn in compiled.items():
+            setattr(primitives, name, fn)
+        kernels.set_backend("torch")
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(primitives, name, fn)
+        kernels.set_backend(None)
+
+
+def spec_rows(network: verifier.Network) -> torch.Tensor:
+    """Output 0 against every other output (the shape of a robustness / ACAS Xu property)."""
+    n = network.output_size
+    eye = torch.eye(n)
+    return eye[[0] * (n - 1)] - eye[1:]
+
+
+def sub_domains(network: verifier.Network, count: int, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` boxes that split one box around a random point, as branch and bound would (random cuts)."""
+    g = torch.Generator().manual_seed(1)
+    centre = torch.rand(1, network.input_size, generator=g)
+    lower = (centre - radius).repeat(count, 1)
+    upper = (centre + radius).repeat(count, 1)
+    for _ in range(max(1, count.bit_length() - 1)):
+        dim = torch.randint(network.input_size, (count,), generator=g)
+        mid = (lower.gather(1, dim[:, None]) + upper.gather(1, dim[:, None])) / 2
+        left = torch.rand(count, generator=g) < 0.5
+        lower.scatter_(1, dim[:, None], torch.where(left[:, None], lower.gather(1, dim[:, None]), mid))
+        upper.scatter_(1, dim[:, None], torch.where(left[:, None], mid, upper.gather(1, dim[:, None])))
+    return lower, upper
+
+
+def e2e_cases(quick: bool) -> list[tuple[str, str, int, float]]:
+    """(name, network path under the shared benchmarks, boxes, radius)."""
+    cases = [
+        ("CROWN acasxu 1_1, 1 box r=0.2", "acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx", 1, 0.2),
+        ("CROWN mnist_fc 256x4, 1 box r=0.05", "mnist_fc/onnx/mnist-net_256x4.onnx", 1, 0.05),
+        ("CROWN oval21 base_kw, 1 box r=0.01", "oval21/onnx/cifar_base_kw.onnx", 1, 0.01),
+        ("BaB step acasxu 1_1, 1024 boxes", "acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx", 1024, 0.05),
+        ("BaB step mnist_fc 256x2, 256 boxes", "mnist_fc/onnx/mnist-net_256x2.onnx", 256, 0.02),
+        ("BaB step mnist_fc 256x6, 64 boxes", "mnist_fc/onnx/mnist-net_256x6.onnx", 64, 0.02),
+    ]
+    return [cases[0], cases[3]] if quick else cases
+
+
+def time_network(network: verifier.Network, lower, upper, compiled: dict[str, Callable], rounds: int):
+    """Best times of ``network.bounds`` per mode, and the results of the last call of each."""
+    C = spec_rows(network)
+    results = {}
+
+    def call(mode: str) -> Callable[[], None]:
+        def bounds() -> None:
+            if mode == "compile":
+                with compiled_references(compiled):
+                    results[mode] = network.bounds(lower, upper, C=C)
+            else:
+                kernels.set_backend("torch" if mode == "eager" else "native")
+                results[mode] = network.bounds(lower, upper, C=C)
+
+        return bounds
+
+    modes = [m for m in MODES if m != "compile" or compiled]
+    try:
+        times = best_times({m: call(m) for m in modes}, rounds)
+    finally:
+        kernels.set_backend(None)
+    return times, results
+
+
+def bench_end_to_end(args) -> None:
+    print(HEADER)
+    # the engine calls each reference with a few shapes per layer: let dynamo specialise on all of them
+    torch._dynamo.config.recompile_limit = 64
+    torch._dynamo.config.accumulated_recompile_limit = 4096
+    for name, relative, boxes, radius in e2e_cases(args.quick):
+        path = SHARED / relative
+        if not path.is_file():
+            print(f"{name:46s} (network not available under {SHARED})")
+            continue
+        network = verifier.load_onnx(path)
+        lower, upper = sub_domains(network, boxes, radius)
+        torch._dynamo.reset()  # compiled afresh for each network
+        compiled = {} if args.no_compile else {ref: torch.compile(getattr(primitives, ref)) for ref in REFERENCES}
+        times, results = time_network(network, lower, upper, compiled, args.rounds)
+        print(row(name, times, relative_difference(results["native"], results["eager"])), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    parser.add_argument("--quick", action="store_true", help="a few cases only")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    parser.add_argument("--part", choices=["ops", "e2e", "all"], default="all", help="per op, end to end, or both")
+    args = parser.parse_args()
+    verifier.set_threads(1)
+    if not kernels.native_available():
+        raise SystemExit("the native kernels are not built: python setup.py build_ext --inplace")
+    variant = torch.ops.verifier.cpu_variant()
+    print(f"torch {torch.__version__}, 1 thread, native kernels: {kernels.library.library_path().name} ({variant})\n")
+    if args.part in ("ops", "all"):
+        print("per op")
+        bench_ops(args)
+    if args.part in ("e2e", "all"):
+        print("\nend to end (Network.bounds, CROWN with CROWN pre-activation bounds)")
+        bench_end_to_end(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+// Definitions shared by every kernel source, host or device, with no torch headers (the CPU instruction-set
+// variants include this under a target pragma and must not compile torch's inline functions for their ISA).
+#pragma once
+
+#include <cstdint>
+
+// Free functions are internal and always inlined, members always inlined: the CPU variants compile them for
+// their own instruction set, and no out-of-line copy compiled for one set may stand in for another at link time.
+#if defined(__CUDACC__)
+#define VERIFIER_HOST_DEVICE static __host__ __device__ __forceinline__
+#define VERIFIER_HOST_DEVICE_MEMBER __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define VERIFIER_HOST_DEVICE static inline __attribute__((always_inline))
+#define VERIFIER_HOST_DEVICE_MEMBER inline __attribute__((always_inline))
+#else
+#define VERIFIER_HOST_DEVICE static inline
+#define VERIFIER_HOST_DEVICE_MEMBER inline
+#endif
+
+namespace verifier_kernels {
+
+// Where the rows of a broadcast operand [1 | B, 1 | K, N] start: offset = batch * batch_stride + row * row_stride.
+struct RowLayout {
+  int64_t batch_stride = 0;
+  int64_t row_stride = 0;
+  VERIFIER_HOST_DEVICE_MEMBER int64_t offset(int64_t batch, int64_t row) const {
+    return batch * batch_stride + row * row_stride;
+  }
+};
+
+}  // namespace verifier_kernels
