@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from verifier.bounds.alpha import AlphaOptions, optimize_slopes
 from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds
 from verifier.bounds.forward import forward_bounds, supports_forward
 from verifier.bounds.ibp import interval_bounds
@@ -27,21 +28,24 @@ from verifier.verify.result import SAT, TIMEOUT, UNKNOWN, UNSAT
 
 @dataclass
 class InputSplitOptions:
-    """``batch``: domains bounded together; ``intermediate``: ``"forward"``, ``"crown"`` or ``"ibp"`` for
-    pre-activation bounds; ``max_domains``: open domains before giving up with ``unknown``."""
+    """``batch``: domains bounded together; ``intermediate``: ``"crown"``, ``"forward"`` or ``"ibp"`` for
+    pre-activation bounds; ``max_domains``: open domains before giving up with ``unknown``;
+    ``alpha_iterations``: alpha-CROWN steps on the domains plain CROWN leaves open (0: none)."""
 
     batch: int = 1024
-    intermediate: str = "forward"
+    intermediate: str = "crown"
     max_domains: int = 2_000_000
+    alpha_iterations: int = 20
 
 
 class MarginBounder:
     """Lower bounds of a problem's margins ``C f(x) - d`` over batches of boxes, with the linear bound's
     input coefficients (for branching and for candidate points)."""
 
-    def __init__(self, network: Network, problem: Problem, intermediate: str):
+    def __init__(self, network: Network, problem: Problem, intermediate: str, alpha_iterations: int = 0):
         self.graph = network.graph
         self.problem = problem
+        self.alpha = AlphaOptions(iterations=alpha_iterations)
         if intermediate == "forward" and not supports_forward(self.graph):
             intermediate = "crown"
         self.intermediate = intermediate
@@ -58,7 +62,15 @@ class MarginBounder:
                 bounds = compute_intermediate_bounds(self.graph, lower, upper, CrownOptions())
             lb, A_x, _ = backward_lower(self.graph, self.graph.output_name, self.spec, bounds,
                                         return_coefficients=True)
-        return lb - self.problem.d, A_x
+            lb = lb - self.problem.d
+        if self.alpha.iterations > 0:
+            open_ = ~self.problem.refuted(lb).all(1)
+            if open_.any():
+                subset = {name: (lo[open_], hi[open_]) for name, (lo, hi) in bounds.items()}
+                tighter, _ = optimize_slopes(self.graph, self.spec, self.problem.d, subset, self.alpha)
+                lb = lb.clone()
+                lb[open_] = torch.maximum(lb[open_], tighter)
+        return lb, A_x
 
 
 def choose_split_dimension(problem: Problem, lb: Tensor, A_x: Tensor | None, lower: Tensor, upper: Tensor) -> Tensor:
@@ -117,7 +129,7 @@ def input_split_search(
 
     ``try_candidates(points)`` validates candidate counterexamples and returns one that holds, or None.
     """
-    bounder = MarginBounder(network, problem, options.intermediate)
+    bounder = MarginBounder(network, problem, options.intermediate, options.alpha_iterations)
     stats["intermediate"] = bounder.intermediate
     stack_lo, stack_hi = [problem.lower.unsqueeze(0)], [problem.upper.unsqueeze(0)]
     open_count = 1
