@@ -30,12 +30,14 @@ from verifier.verify.result import SAT, TIMEOUT, UNKNOWN, UNSAT
 class InputSplitOptions:
     """``batch``: domains bounded together; ``intermediate``: ``"crown"``, ``"forward"`` or ``"ibp"`` for
     pre-activation bounds; ``max_domains``: open domains before giving up with ``unknown``;
-    ``alpha_iterations``: alpha-CROWN steps on the domains plain CROWN leaves open (0: none)."""
+    ``alpha_iterations``: alpha-CROWN steps on the domains plain CROWN leaves open (0: none);
+    ``candidates``: input dimensions tried per split (strong branching)."""
 
     batch: int = 1024
     intermediate: str = "crown"
     max_domains: int = 2_000_000
-    alpha_iterations: int = 20
+    alpha_iterations: int = 10
+    candidates: int = 8
 
 
 class MarginBounder:
@@ -127,58 +129,115 @@ def input_split_search(
 ) -> tuple[str, Tensor | None]:
     """Run the search; returns ``(status, counterexample point or None)``.
 
+    Every open domain is split by *strong branching*: both halves along each candidate dimension (every
+    dimension when there are few, else the best few by smear and the widest) are bounded, and the split
+    that leaves the least negative bound behind wins; its two halves, already bounded, go on the stack.
     ``try_candidates(points)`` validates candidate counterexamples and returns one that holds, or None.
     """
     bounder = MarginBounder(network, problem, options.intermediate, options.alpha_iterations)
     stats["intermediate"] = bounder.intermediate
-    stack_lo, stack_hi = [problem.lower.unsqueeze(0)], [problem.upper.unsqueeze(0)]
-    open_count = 1
-    visited = 0
+    lower, upper = problem.lower.unsqueeze(0), problem.upper.unsqueeze(0)
+    lb, A_x = bounder(lower, upper)
+    visited = 1
+    stack: list[tuple[Tensor, Tensor, Tensor]] = []
+    witness = _push_open(network, problem, lower, upper, lb, A_x, stack, try_candidates)
+    if witness is not None:
+        return SAT, witness
+    open_count = sum(item[0].shape[0] for item in stack)
+    root_width = (upper - lower).reshape(-1)
     while open_count:
         if deadline.expired():
-            stats["open_domains"] = open_count
+            stats.update(domains=visited, open_domains=open_count)
             return TIMEOUT, None
-        lower, upper = _pop(stack_lo, stack_hi, options.batch)
+        lower, upper, lb = _pop(stack, max(1, options.batch // (2 * options.candidates)))
         open_count -= lower.shape[0]
-        lb, A_x = bounder(lower, upper)
-        visited += lower.shape[0]
-        open_ = ~problem.refuted(lb).all(1)
-        if open_.any():
-            lower, upper, lb = lower[open_], upper[open_], lb[open_]
-            A_x = None if A_x is None else (A_x[open_] if A_x.shape[0] > 1 else A_x)
-            points = torch.cat([(lower + upper) / 2, linear_minimizer(problem, lb, A_x, lower, upper)])
-            with torch.no_grad():
-                violation, _ = problem.violation(network.forward_flat(points))
-            hits = points[violation <= 0]
-            if len(hits):
-                witness = try_candidates(hits)
-                if witness is not None:
-                    stats["domains"] = visited
-                    return SAT, witness
-            dim = choose_split_dimension(problem, lb, A_x, lower, upper)
-            children_lo, children_hi = bisect(lower, upper, dim)
-            stack_lo.append(children_lo)
-            stack_hi.append(children_hi)
-            open_count += children_lo.shape[0]
-            if open_count > options.max_domains:
-                stats["domains"] = visited
-                return UNKNOWN, None
+        children = _strong_branch(bounder, problem, lower, upper, lb, root_width, options, deadline)
+        if children is None:  # the deadline passed while bounding: nothing was lost, but nothing is proved
+            stats.update(domains=visited, open_domains=open_count + lower.shape[0])
+            return TIMEOUT, None
+        child_lo, child_hi, child_lb, child_A, evaluated = children
+        visited += evaluated
+        before = len(stack)
+        witness = _push_open(network, problem, child_lo, child_hi, child_lb, child_A, stack, try_candidates)
+        if witness is not None:
+            stats["domains"] = visited
+            return SAT, witness
+        open_count += sum(item[0].shape[0] for item in stack[before:])
         stats["domains"] = visited
         stats["max_open"] = max(stats.get("max_open", 0), open_count)
+        if open_count > options.max_domains:
+            stats["unknown_reason"] = f"more than {options.max_domains} open domains"
+            return UNKNOWN, None
+    stats["domains"] = visited
     return UNSAT, None
 
 
-def _pop(stack_lo: list[Tensor], stack_hi: list[Tensor], count: int) -> tuple[Tensor, Tensor]:
-    """Take up to ``count`` domains from the top of the stack."""
-    taken_lo, taken_hi, have = [], [], 0
-    while stack_lo and have < count:
-        lo, hi = stack_lo.pop(), stack_hi.pop()
+def _push_open(network, problem, lower, upper, lb, A_x, stack, try_candidates):
+    """Keep the domains not refuted (after looking for a counterexample at their centre and at the minimiser
+    of their linear bound); returns a validated counterexample if one turns up."""
+    open_ = ~problem.refuted(lb).all(1)
+    if not open_.any():
+        return None
+    lower, upper, lb = lower[open_], upper[open_], lb[open_]
+    A_x = None if A_x is None else (A_x[open_] if A_x.shape[0] > 1 else A_x)
+    points = torch.cat([(lower + upper) / 2, linear_minimizer(problem, lb, A_x, lower, upper)])
+    with torch.no_grad():
+        violation, _ = problem.violation(network.forward_flat(points))
+    hits = points[violation <= 0]
+    if len(hits):
+        witness = try_candidates(hits)
+        if witness is not None:
+            return witness
+    stack.append((lower, upper, lb))
+    return None
+
+
+def _candidate_dimensions(problem, lb, lower, upper, root_width, count: int) -> Tensor:
+    """``[B, k]`` dimensions worth trying: all when there are at most ``count``, else the ``count - 1`` with the
+    largest width relative to the root box and, in any case, the widest relative one."""
+    batch = lower.shape[0]
+    relative = (upper - lower).reshape(batch, -1) / root_width.clamp(min=1e-30)
+    n = relative.shape[1]
+    if n <= count:
+        return torch.arange(n).expand(batch, n)
+    return relative.topk(count, dim=1).indices
+
+
+def _strong_branch(bounder, problem, lower, upper, lb, root_width, options, deadline):
+    """Bound both halves along every candidate dimension and keep, per domain, the best split."""
+    batch = lower.shape[0]
+    dims = _candidate_dimensions(problem, lb, lower, upper, root_width, options.candidates)   # [B, k]
+    k = dims.shape[1]
+    parent_lo = lower.repeat_interleave(k, 0)
+    parent_hi = upper.repeat_interleave(k, 0)
+    child_lo, child_hi = bisect(parent_lo, parent_hi, dims.reshape(-1))                      # [2*B*k]
+    lbs, As = [], []
+    for start in range(0, child_lo.shape[0], options.batch):
+        if deadline.expired():
+            return None
+        part_lb, part_A = bounder(child_lo[start : start + options.batch], child_hi[start : start + options.batch])
+        lbs.append(part_lb)
+        As.append(None if part_A is None else part_A.expand(part_lb.shape[0], *part_A.shape[1:]))
+    child_lb = torch.cat(lbs)
+    child_A = None if any(a is None for a in As) else torch.cat(As)
+    hardest = problem.case_max(child_lb).min(1).values.clamp(max=0)                          # [2*B*k]
+    score = (hardest[: batch * k] + hardest[batch * k :]).reshape(batch, k)
+    best = score.argmax(1)
+    left = torch.arange(batch) * k + best
+    chosen = torch.cat([left, left + batch * k])
+    A_chosen = None if child_A is None else child_A[chosen]
+    return child_lo[chosen], child_hi[chosen], child_lb[chosen], A_chosen, child_lo.shape[0]
+
+
+def _pop(stack: list[tuple[Tensor, Tensor, Tensor]], count: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Take up to ``count`` domains (box and bounds) from the top of the stack."""
+    taken, have = [], 0
+    while stack and have < count:
+        lo, hi, lb = stack.pop()
         need = count - have
         if lo.shape[0] > need:
-            stack_lo.append(lo[:-need])
-            stack_hi.append(hi[:-need])
-            lo, hi = lo[-need:], hi[-need:]
-        taken_lo.append(lo)
-        taken_hi.append(hi)
+            stack.append((lo[:-need], hi[:-need], lb[:-need]))
+            lo, hi, lb = lo[-need:], hi[-need:], lb[-need:]
+        taken.append((lo, hi, lb))
         have += lo.shape[0]
-    return torch.cat(taken_lo), torch.cat(taken_hi)
+    return tuple(torch.cat(parts) for parts in zip(*taken))

@@ -46,6 +46,14 @@ class ReluSlopes:
                 value = relu_default_lower_slope(lower, upper).unsqueeze(1).expand(-1, rows, *lower.shape[1:]).clone()
             self.slopes[node.name] = value.requires_grad_(True)
 
+    @classmethod
+    def from_tensors(cls, start: str, slopes: dict[str, Tensor]) -> "ReluSlopes":
+        """Slopes given directly (``[B, K, *shape]`` per ReLU node), made optimisable."""
+        self = cls.__new__(cls)
+        self.start = start
+        self.slopes = {k: v.detach().clone().requires_grad_(True) for k, v in slopes.items()}
+        return self
+
     def parameters(self) -> list[Tensor]:
         return list(self.slopes.values())
 

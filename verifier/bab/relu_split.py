@@ -1,0 +1,332 @@
+"""Branch and bound over ReLU phases with beta-CROWN (Wang et al. 2021), for high-dimensional inputs.
+
+A *domain* fixes the phase of some unstable ReLUs: ``z_j >= 0`` (active) or ``z_j <= 0`` (inactive). Its
+pre-activation bounds are the root's with the split neurons clamped at 0 (so their relaxation is exact),
+and its margins are bounded by CROWN with two kinds of optimised multipliers (projected Adam, started
+from the parent's values):
+
+* alpha: the lower slopes of the unstable ReLUs (alpha-CROWN), per domain and specification row;
+* beta >= 0: Lagrange multipliers of the split constraints. Since ``s_j z_j >= 0`` on the domain,
+  ``f(x) >= f(x) - sum_j beta_j s_j z_j(x)``, so ``-beta * s`` is added to the coefficients of ``z`` on
+  the way back; any ``beta >= 0`` gives a sound bound.
+
+Domains whose every case is refuted are dropped. The others are checked at the input vertex minimising
+their linear bound (a cheap counterexample search) and split on the unstable neuron with the largest
+BaBSR-style score: ``max(-a_j, 0) * (-u_j l_j / (u_j - l_j))``, the intercept the ReLU's upper relaxation
+costs the bound (``a_j`` the bound's coefficient on the ReLU output).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from verifier.bounds.alpha import AlphaOptions, ReluSlopes, optimize_slopes
+from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds
+from verifier.ir import Graph, Node
+from verifier.kernels import relu_backward
+from verifier.network import Network
+from verifier.ops.activation import Relu
+from verifier.ops.base import Interval
+from verifier.verify.deadline import Deadline
+from verifier.verify.problem import Problem
+from verifier.verify.result import SAT, TIMEOUT, UNKNOWN, UNSAT
+
+
+@dataclass
+class ReluSplitOptions:
+    """``batch``: domains bounded together (each gives two children); ``iterations``: alpha/beta steps per
+    batch; ``root_iterations``: alpha steps at the root; ``max_domains``: open domains before ``unknown``."""
+
+    batch: int = 256
+    iterations: int = 20
+    root_iterations: int = 50
+    lr_alpha: float = 0.1
+    lr_beta: float = 0.05
+    max_domains: int = 200_000
+
+
+@dataclass
+class Domains:
+    """A set of domains as stacked tensors (one row per domain)."""
+
+    bounds: dict[str, tuple[Tensor, Tensor]]   # pre-activation name -> ([D, *shape], [D, *shape])
+    splits: dict[str, Tensor]                  # pre-activation name -> [D, N] int8 in {-1, 0, +1}
+    alphas: dict[str, Tensor]                  # ReLU node name -> [D, K, *shape]
+    betas: dict[str, Tensor]                   # pre-activation name -> [D, K, N]
+    lb: Tensor                                 # [D, R] margin lower bounds
+
+    def __len__(self) -> int:
+        return self.lb.shape[0]
+
+    def select(self, index: Tensor) -> "Domains":
+        pick = lambda d: {k: v[index] for k, v in d.items()}  # noqa: E731
+        return Domains({k: (lo[index], hi[index]) for k, (lo, hi) in self.bounds.items()}, pick(self.splits),
+                       pick(self.alphas), pick(self.betas), self.lb[index])
+
+    @staticmethod
+    def cat(parts: list["Domains"]) -> "Domains":
+        parts = [p for p in parts if len(p)]
+        first = parts[0]
+        join = lambda key: {k: torch.cat([getattr(p, key)[k] for p in parts]) for k in getattr(first, key)}  # noqa: E731
+        bounds = {k: (torch.cat([p.bounds[k][0] for p in parts]), torch.cat([p.bounds[k][1] for p in parts]))
+                  for k in first.bounds}
+        return Domains(bounds, join("splits"), join("alphas"), join("betas"), torch.cat([p.lb for p in parts]))
+
+
+class SplitConstraints:
+    """CROWN backward hook adding ``-beta * s`` to the coefficients of split pre-activations, and using the
+    domain's alpha slopes at the ReLUs; records the coefficients reaching each ReLU output (for branching)."""
+
+    def __init__(self, graph: Graph, relu_inputs: dict[str, str], splits: dict[str, Tensor], betas: dict[str, Tensor],
+                 slopes: ReluSlopes):
+        self.graph = graph
+        self.relu_inputs = relu_inputs            # ReLU node name -> pre-activation name
+        self.pre_activations = set(relu_inputs.values())
+        self.splits = splits
+        self.betas = betas
+        self.slopes = slopes
+        self.relu_coefficients: dict[str, Tensor] = {}
+
+    def __call__(self, node: Node, start: str, A: Tensor, bounds: dict[str, Interval]):
+        if node.name in self.relu_inputs:
+            self.relu_coefficients[node.name] = A.detach()
+            lower, upper = bounds[node.inputs[0]]
+            A_in, bias = relu_backward(A, lower, upper, self.slopes.slopes[node.name])
+            return [A_in], bias
+        if node.name in self.pre_activations and node.name in self.betas:
+            split = self.splits[node.name].to(A.dtype)
+            term = self.betas[node.name] * split.unsqueeze(1)
+            A = A - term.reshape(term.shape[0], *A.shape[1:])
+            inputs = [bounds.get(name) for name in node.inputs] if node.op.needs_input_bounds else []
+            return node.op.backward(A, inputs)
+        return None
+
+
+def _clamp_to_splits(bounds: dict[str, tuple[Tensor, Tensor]], splits: dict[str, Tensor]) -> dict[str, tuple]:
+    out = {}
+    for name, (lower, upper) in bounds.items():
+        split = splits[name].reshape(lower.shape)
+        out[name] = (torch.where(split > 0, lower.clamp(min=0), lower), torch.where(split < 0, upper.clamp(max=0), upper))
+    return out
+
+
+class ReluBranchAndBound:
+    """The state of one ReLU-split search: the network, the problem and the root's bounds."""
+
+    def __init__(self, network: Network, problem: Problem, options: ReluSplitOptions, stats: dict):
+        self.graph = network.graph
+        self.network = network
+        self.problem = problem
+        self.options = options
+        self.stats = stats
+        self.relu_inputs = {n.name: n.inputs[0] for n in self.graph.nodes if isinstance(n.op, Relu)}
+        self.spec = problem.C.reshape(1, problem.rows, *network.output_shape)
+        self.lower = problem.lower.unsqueeze(0)
+        self.upper = problem.upper.unsqueeze(0)
+
+    # -- bounding -------------------------------------------------------------------------------------
+    def root(self) -> Domains:
+        with torch.no_grad():
+            bounds = compute_intermediate_bounds(self.graph, self.lower, self.upper, CrownOptions())
+        lb, slopes = optimize_slopes(self.graph, self.spec, self.problem.d, bounds,
+                                     AlphaOptions(iterations=self.options.root_iterations, lr=self.options.lr_alpha))
+        self.root_bounds = bounds
+        pre = {name: bounds[name] for name in self.relu_inputs.values()}
+        splits = {name: torch.zeros(1, lo[0].numel(), dtype=torch.int8) for name, (lo, _) in pre.items()}
+        betas = {name: torch.zeros(1, self.problem.rows, lo[0].numel(), dtype=lo.dtype) for name, (lo, _) in pre.items()}
+        alphas = {name: value.detach() for name, value in slopes.slopes.items()}
+        return Domains(pre, splits, alphas, betas, lb)
+
+    def bound(self, domains: Domains, iterations: int) -> tuple[Domains, Tensor | None, dict[str, Tensor]]:
+        """Optimise alpha and beta on a batch of domains; returns them with new bounds, the input coefficients of
+        the final linear bound and the coefficients reaching each ReLU output."""
+        count = len(domains)
+        clamped = _clamp_to_splits(domains.bounds, domains.splits)
+        bounds: dict[str, Interval] = {self.graph.input_name: (self.lower.expand(count, *self.lower.shape[1:]),
+                                                              self.upper.expand(count, *self.upper.shape[1:]))}
+        bounds.update(clamped)
+        slopes = ReluSlopes.from_tensors(self.graph.output_name, domains.alphas)
+        betas = {k: v.clone().requires_grad_(True) for k, v in domains.betas.items()}
+        hook = SplitConstraints(self.graph, self.relu_inputs, domains.splits, betas, slopes)
+        groups = [{"params": slopes.parameters(), "lr": self.options.lr_alpha}]
+        active_betas = [v for k, v in betas.items() if bool((domains.splits[k] != 0).any())]
+        if active_betas:
+            groups.append({"params": active_betas, "lr": self.options.lr_beta})
+        optimizer = torch.optim.Adam(groups)
+        best = torch.full((count, self.problem.rows), -torch.inf, dtype=self.lower.dtype)
+        best_alpha = {k: v.detach().clone() for k, v in slopes.slopes.items()}
+        best_beta = {k: v.detach().clone() for k, v in betas.items()}
+        A_x = None
+        coefficients: dict[str, Tensor] = {}
+        for step in range(max(1, iterations)):
+            with torch.enable_grad():
+                value, A_in, _ = backward_lower(self.graph, self.graph.output_name, self.spec, bounds, hook,
+                                                return_coefficients=True)
+                value = value - self.problem.d
+                improved = value.detach() > best
+                best = torch.where(improved, value.detach(), best)
+                rows_improved = improved.any(1)
+                for k in best_alpha:
+                    best_alpha[k][rows_improved] = slopes.slopes[k].detach()[rows_improved]
+                for k in best_beta:
+                    best_beta[k][rows_improved] = betas[k].detach()[rows_improved]
+                if step == 0 or rows_improved.any():
+                    A_x = A_in.detach() if A_in is not None else None
+                    coefficients = dict(hook.relu_coefficients)
+                if step == iterations - 1 or bool(self.problem.refuted(best).all(1).all()):
+                    break
+                loss = -value.clamp(max=0).masked_fill(best > 0, 0).sum()
+                optimizer.zero_grad()
+                loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                for v in slopes.slopes.values():
+                    v.clamp_(0, 1)
+                for v in betas.values():
+                    v.clamp_(min=0)
+        result = Domains(domains.bounds, domains.splits, best_alpha, best_beta, torch.maximum(best, domains.lb))
+        return result, A_x, coefficients
+
+    # -- branching ------------------------------------------------------------------------------------
+    def branch(self, domains: Domains, coefficients: dict[str, Tensor]) -> tuple[Domains, Tensor]:
+        """Both children of every domain, split on its best-scoring unstable ReLU; also returns a mask of the
+        domains that had no unstable ReLU left (they cannot be split)."""
+        count = len(domains)
+        hardest = self.problem.case_max(domains.lb).argmin(1)
+        in_case = self.problem.row_case.unsqueeze(0) == hardest.unsqueeze(1)
+        row = torch.where(in_case, domains.lb, torch.full_like(domains.lb, -torch.inf)).argmax(1)
+        scores, owners = [], []
+        for relu, pre in self.relu_inputs.items():
+            lower, upper = domains.bounds[pre]
+            lower, upper = lower.reshape(count, -1), upper.reshape(count, -1)
+            split = domains.splits[pre]
+            unstable = (lower < 0) & (upper > 0) & (split == 0)
+            A = coefficients.get(relu)
+            if A is None:
+                a = torch.zeros_like(lower)
+            else:
+                A = A.reshape(A.shape[0], A.shape[1], -1).expand(count, -1, -1)
+                a = A[torch.arange(count), row]
+            width = (upper - lower).clamp(min=1e-12)
+            intercept = -upper * lower / width
+            score = a.clamp(max=0).neg() * intercept + 1e-4 * torch.minimum(upper, -lower).clamp(min=0)
+            scores.append(torch.where(unstable, score, torch.full_like(score, -1.0)))
+            owners.append(pre)
+        flat = torch.cat(scores, 1)
+        best_score, best = flat.max(1)
+        stuck = best_score < 0
+        sizes = [s.shape[1] for s in scores]
+        offsets = torch.tensor([0] + sizes).cumsum(0)
+        children = []
+        for sign in (1, -1):
+            child = domains.select(torch.arange(count))
+            child = Domains(child.bounds, {k: v.clone() for k, v in child.splits.items()}, child.alphas, child.betas,
+                            child.lb)
+            for i, pre in enumerate(owners):
+                in_layer = (best >= offsets[i]) & (best < offsets[i + 1]) & ~stuck
+                if in_layer.any():
+                    rows = in_layer.nonzero().flatten()
+                    child.splits[pre][rows, best[rows] - offsets[i]] = sign
+            children.append(child)
+        keep = ~stuck
+        return Domains.cat([children[0].select(keep), children[1].select(keep)]), stuck
+
+
+def relu_split_search(
+    network: Network,
+    problem: Problem,
+    deadline: Deadline,
+    stats: dict,
+    try_candidates: Callable[[Tensor], object | None],
+    method: str = "relu-split",
+    batch: int | None = None,
+) -> tuple[str, object | None]:
+    """Run the search; returns ``(status, counterexample or None)``. ``method="bounds"`` stops after the root
+    bound (incomplete verification)."""
+    options = ReluSplitOptions()
+    if batch:
+        options.batch = batch
+    search = ReluBranchAndBound(network, problem, options, stats)
+    root = search.root()
+    stats["root_lower_bound"] = float(search.problem.case_max(root.lb).min())
+    if bool(problem.refuted(root.lb).all()):
+        stats["domains"] = 1
+        return UNSAT, None
+    if method == "bounds":
+        stats["unknown_reason"] = "the bounds do not prove the property and branching is off"
+        return UNKNOWN, None
+    pool = root
+    visited, stuck_domains = 1, 0
+    # the root's coefficients for the first split come from one plain bound pass
+    pool, A_x, coefficients = search.bound(pool, 1)
+    while len(pool):
+        if deadline.expired():
+            stats.update(domains=visited, open_domains=len(pool))
+            return TIMEOUT, None
+        witness = _check_primal(network, problem, pool, A_x, search, try_candidates)
+        if witness is not None:
+            stats["domains"] = visited
+            return SAT, witness
+        children, stuck = search.branch(pool, coefficients)
+        stuck_domains += int(stuck.sum())
+        pending = children
+        survivors = []
+        A_x, coefficients = None, {}
+        for start in range(0, len(pending), options.batch):
+            if deadline.expired():  # children not bounded yet: the search is incomplete
+                stats.update(domains=visited, open_domains=len(pending) - start)
+                return TIMEOUT, None
+            part = pending.select(torch.arange(start, min(start + options.batch, len(pending))))
+            bounded, part_A, part_coefficients = search.bound(part, options.iterations)
+            visited += len(bounded)
+            open_ = ~problem.refuted(bounded.lb).all(1)
+            if open_.any():
+                survivors.append((bounded.select(open_), part_A, part_coefficients, open_))
+        if not survivors:
+            pool = pending.select(torch.zeros(0, dtype=torch.long))
+            break
+        pool = Domains.cat([s[0] for s in survivors])
+        A_x = _cat_coefficients([(s[1], s[3]) for s in survivors])
+        coefficients = {k: _cat_coefficients([(s[2].get(k), s[3]) for s in survivors]) for k in survivors[0][2]}
+        stats["domains"] = visited
+        stats["max_open"] = max(stats.get("max_open", 0), len(pool))
+        if len(pool) > options.max_domains:
+            stats["unknown_reason"] = f"more than {options.max_domains} open domains"
+            return UNKNOWN, None
+    stats["domains"] = visited
+    if stuck_domains:
+        stats["unknown_reason"] = f"{stuck_domains} domains have every ReLU split but are not proved"
+        return UNKNOWN, None
+    return UNSAT, None
+
+
+def _cat_coefficients(parts: list[tuple[Tensor | None, Tensor]]) -> Tensor | None:
+    pieces = []
+    for A, keep in parts:
+        if A is None:
+            return None
+        A = A.expand(keep.shape[0], *A.shape[1:]) if A.shape[0] == 1 else A
+        pieces.append(A[keep])
+    return torch.cat(pieces)
+
+
+def _check_primal(network: Network, problem: Problem, domains: Domains, A_x: Tensor | None,
+                  search: ReluBranchAndBound, try_candidates) -> object | None:
+    """Evaluate the network at the input vertex minimising each domain's linear bound (hardest case, best row)."""
+    if A_x is None:
+        return None
+    count = len(domains)
+    hardest = problem.case_max(domains.lb).argmin(1)
+    in_case = problem.row_case.unsqueeze(0) == hardest.unsqueeze(1)
+    row = torch.where(in_case, domains.lb, torch.full_like(domains.lb, -torch.inf)).argmax(1)
+    coeffs = A_x.reshape(A_x.shape[0], A_x.shape[1], -1).expand(count, -1, -1)[torch.arange(count), row]
+    lo, hi = search.lower.reshape(1, -1), search.upper.reshape(1, -1)
+    points = torch.where(coeffs > 0, lo, hi).reshape(count, *network.input_shape)
+    with torch.no_grad():
+        violation, _ = problem.violation(network.forward_flat(points))
+    hits = points[violation <= 0]
+    return try_candidates(hits) if len(hits) else None
