@@ -109,18 +109,22 @@ def _run_pending(pending: list[Instance], options: BenchOptions, executor: Execu
     queue.reverse()  # pop() from the end runs them in file order
     attempts: dict[tuple[str, str, str], int] = {}
     in_flight: dict[Future, Task] = {}
-    counts = {"unsat": 0, "sat": 0, "error": 0}
+    counts = {"unsat": 0, "sat": 0, "error": 0, "invalid witness": 0}
+
+    def count(outcome: Outcome) -> None:
+        kind = "invalid witness" if outcome.witness_valid is False else outcome.result
+        if kind in counts:
+            counts[kind] += 1
+
     for outcome in earlier:
-        if outcome.result in counts:
-            counts[outcome.result] += 1
+        count(outcome)
 
     def record(outcome: Outcome) -> None:
         store.append(outcome)
-        if outcome.result in counts:
-            counts[outcome.result] += 1
+        count(outcome)
         solved = counts["unsat"] + counts["sat"]
-        status = f"solved {solved} (unsat {counts['unsat']}, sat {counts['sat']})" + \
-                 (f", errors {counts['error']}" if counts["error"] else "")
+        status = f"solved {solved} (unsat {counts['unsat']}, sat {counts['sat']})" + "".join(
+            f", {kind} {counts[kind]}" for kind in ("error", "invalid witness") if counts[kind])
         bar.update(1, status)
 
     def submit(task: Task) -> None:
