@@ -25,6 +25,7 @@ class Executor(Protocol):
 
     ``jobs``: how many tasks it runs at once (the runner keeps that many submitted). ``restart()``: replace a
     broken executor (e.g. a worker process died) by a fresh one; tasks in flight are lost and resubmitted.
+    ``shutdown(wait)``: release the workers, after the running tasks end if ``wait``.
     """
 
     jobs: int
@@ -33,7 +34,7 @@ class Executor(Protocol):
 
     def restart(self) -> None: ...
 
-    def shutdown(self) -> None: ...
+    def shutdown(self, wait: bool = True) -> None: ...
 
 
 class LocalExecutor:
@@ -57,8 +58,9 @@ class LocalExecutor:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool()
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the workers; with ``wait`` after the tasks running now (the others are cancelled)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 class InlineExecutor:
@@ -78,5 +80,5 @@ class InlineExecutor:
     def restart(self) -> None:
         pass
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True) -> None:
         pass

@@ -83,9 +83,12 @@ def run_benchmark(instances: Sequence[Instance], options: BenchOptions, executor
         try:
             _run_pending(pending, options, executor, store, startup, stream, resumed, len(instances),
                          [o for k, o in recorded.items() if k in selected])
-        finally:
+        except BaseException:  # interrupted: leave at once; the workers and their instances die with us
             if own:
-                executor.shutdown()
+                executor.shutdown(wait=False)
+            raise
+        if own:
+            executor.shutdown()
     by_key = store.load()
     outcomes = [by_key[instance.key] for instance in instances if instance.key in by_key]
     scores = _score(instances, by_key, truth_files or {})

@@ -81,7 +81,12 @@ def run_task(task: Task) -> Outcome:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                        env=_child_env(task.env), start_new_session=True,
                                        preexec_fn=_PARENT_DEATH_SIGNAL)
-            exit_code, peak_rss_kib, killed = _wait(process, start + task.timeout + task.grace)
+            try:
+                exit_code, peak_rss_kib, killed = _wait(process, start + task.timeout + task.grace)
+            except BaseException:  # interrupted: the instance must not outlive its supervisor's task
+                _kill_group(process.pid)
+                process.wait()
+                raise
     except OSError as error:
         outcome.message = f"could not start {argv[0]}: {_one_line(error)}"
         outcome.finished_at = _now()
@@ -104,10 +109,13 @@ def run_task(task: Task) -> Outcome:
         outcome.message = f"exit code {exit_code}: {stderr_tail or 'no error message'}"
         return outcome
     payload = _json_payload(stdout_file)
-    status = payload.get("status") if payload else _first_line(result_file)
-    status = VERDICT_ALIASES.get(str(status).strip().lower()) if status else None
-    if status is None:
+    said = payload.get("status") if payload else _first_line(result_file)
+    if not said:
         outcome.message = "no verdict: neither a JSON line with 'status' on stdout nor a result file"
+        return outcome
+    status = VERDICT_ALIASES.get(str(said).strip().lower())
+    if status is None:
+        outcome.message = f"unrecognised verdict {_one_line(str(said))!r}"
         return outcome
     _copy_stats(outcome, payload or {})
     outcome.result = status

@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         truth = ground_truth_beside(path)
         if rows and truth is not None:
             truth_files[rows[0].category] = truth
+    keys = [instance.key for instance in instances]
+    if len(set(keys)) < len(keys):
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"instance {' '.join(twice)} is listed twice (two files of one family?)")
     families = list(dict.fromkeys(instance.category for instance in instances))
     if not instances:
         raise ValueError("no instances selected")
