@@ -152,6 +152,7 @@ def plot_cactus(scores: Sequence[FamilyScore], path: str | Path) -> None:
     """``cactus.png``: solved instances against time per family, ours against the competition (Agg, no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     count = max(len(scores), 1)
     columns = min(3, count)
@@ -170,12 +171,15 @@ def plot_cactus(scores: Sequence[FamilyScore], path: str | Path) -> None:
             axes.plot(range(1, len(times) + 1), times, color=color, linestyle=style,
                       marker="." if len(times) < 40 else None, label=f"{label}: {len(times)}")
         axes.set_yscale("log")
+        axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.5, 2, 30 rather than 5x10^-1
+        axes.yaxis.set_minor_formatter(FuncFormatter(  # label 2..9 too when the axis spans few decades
+            lambda v, _, a=axes: f"{v:g}" if a.get_ylim()[1] < 30 * a.get_ylim()[0] else ""))
         axes.set_xlim(0, max(score.ours.instances, 1))
         axes.set_xlabel("instances solved")
         axes.set_ylabel("time (s)")
         axes.set_title(f"{score.family} ({score.ours.instances} instances)")
         axes.grid(True, which="both", alpha=0.3)
-        axes.legend(fontsize="small", loc="upper left")
+        axes.legend(fontsize="small", loc="lower right")
     if not scores:
         figure.add_subplot(1, 1, 1).set_title("no instances")
     figure.savefig(str(path), dpi=110)
