@@ -5,6 +5,9 @@ run time); the rest are ours: the scaled timeout, the verifier's own time (``ver
 start-up) and the start-up cost, the benchmark runner's witness check, the search statistics, the peak memory
 and exit code of the instance's process, and a one-line message.
 
+``prepare_s`` is 0: the verifier has no separate preparation step (VNN-COMP's ``prepare_instance.sh``), so
+loading the model counts in ``runtime_s``, as it does in the competition.
+
 ``result`` is one of ``sat``, ``unsat``, ``unknown``, ``timeout`` (the verifier gave up at its deadline, or
 answered after it) and ``error`` (the process crashed, was killed, hung past the deadline, or printed no
 verdict). Scoring is not stored here: it depends on the ground truth and is recomputed for every report.

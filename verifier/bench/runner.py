@@ -24,7 +24,7 @@ from verifier.bench.report import disagreement_lines, plot_cactus, summary_dict,
 from verifier.bench.score import FamilyScore, score_family
 from verifier.bench.store import ResultStore
 from verifier.bench.truth import GroundTruth, read_ground_truth
-from verifier.bench.worker import Task, _now, default_command, measure_startup
+from verifier.bench.worker import Task, _now, measure_startup
 from verifier.progress import Progress
 
 #: a task whose executor broke this many times (its worker died each time) is recorded as an error
@@ -95,7 +95,8 @@ def run_benchmark(instances: Sequence[Instance], options: BenchOptions, executor
     run = {"command": options.command_line, "out": str(out), "instances": len(instances), "ran": len(pending),
            "resumed": resumed, "jobs": options.jobs, "timeout_scale": options.timeout_scale,
            "grace_s": options.grace, "startup_s": startup, "wall_s": time.monotonic() - started,
-           "verifier": " ".join(options.command or default_command()[1:]), "finished_at": _now()}
+           "verifier": " ".join(options.command) if options.command else "python -m verifier verify",
+           "finished_at": _now()}
     summary = summary_dict(scores, run)
     write_summary(scores, run, out / "summary.md")
     (out / "summary.json").write_text(_json(summary))
