@@ -35,8 +35,8 @@ MAX_ATTEMPTS = 2
 class BenchOptions:
     """How to run: ``out`` folder, parallel ``jobs``, ``timeout_scale`` on every row's timeout, ``grace``
     seconds past it before a kill, ``resume``/``overwrite`` of an existing results.csv, the verifier
-    ``command`` (default ``python -m verifier verify``), ``check_witness`` of ``sat`` answers, ``progress``
-    bar (None: when stderr is a terminal) and the ``command_line`` recorded in the summary."""
+    ``command`` (default ``python -m verifier verify``), ``progress`` bar (None: when stderr is a terminal),
+    the ``command_line`` recorded in the summary and extra ``env`` variables for the instances' processes."""
 
     out: Path
     jobs: int = 1
@@ -45,7 +45,6 @@ class BenchOptions:
     resume: bool = False
     overwrite: bool = False
     command: tuple[str, ...] = ()
-    check_witness: bool = True
     progress: bool | None = None
     command_line: str = ""
     env: tuple[tuple[str, str], ...] = ()
@@ -108,7 +107,7 @@ def _run_pending(pending: list[Instance], options: BenchOptions, executor: Execu
                  startup: float, stream: TextIO, resumed: int, total: int, earlier: list[Outcome]) -> None:
     artifacts = Path(options.out) / "instances"
     queue = [Task(instance, instance.timeout * options.timeout_scale, artifacts / instance.category,
-                  options.command, options.grace, startup, options.check_witness, options.env)
+                  options.command, options.grace, startup, options.env)
              for instance in pending]
     queue.reverse()  # pop() from the end runs them in file order
     attempts: dict[tuple[str, str, str], int] = {}
