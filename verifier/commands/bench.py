@@ -8,7 +8,8 @@ counts only if its witness passes the runner's own onnxruntime check.
 
 At the end: a table per family (ours, the best VNN-COMP tool and the virtual best from the ground_truth.csv
 beside the instances), every disagreement with the ground truth, DIR/summary.md, DIR/summary.json and
-DIR/cactus.png. Exit code 1 when an answer is incorrect, 2 on bad input, else 0.
+DIR/cactus.png. Exit code 1 when an answer is incorrect, 2 on bad input, else 0. --threads N is handed
+to every instance's process (VERIFIER_THREADS).
 
 Examples:
   verifier bench ../shared/benchmarks/test/instances.csv --out bench_out/test
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     options = BenchOptions(out=out, jobs=args.jobs, timeout_scale=args.timeout_scale, grace=args.grace,
                            resume=args.resume, overwrite=args.overwrite,
                            command=tuple(shlex.split(args.command)) if args.command else (),
-                           progress=args.progress, command_line=shlex.join(["verifier", *sys.argv[1:]]))
+                           progress=args.progress, command_line=shlex.join(["verifier", *sys.argv[1:]]),
+                           env=(("VERIFIER_THREADS", str(args.threads)),) if args.threads else ())
     report = run_benchmark(instances, options, truth_files=truth_files)
     if args.json:
         import json
