@@ -12,17 +12,19 @@ class Progress:
 
     Use as a context manager; call :meth:`update` after each item. Output goes to ``stream`` (stderr)
     and is redrawn in place on a terminal; elsewhere a line is printed at most every ``interval`` s.
+    ``initial``: items already done before this run (a resumed run); they count in ``done`` but not in the
+    rate the time left is estimated from.
     """
 
     def __init__(self, total: int, label: str = "", stream: TextIO | None = None, enabled: bool | None = None,
-                 interval: float = 10.0):
+                 interval: float = 10.0, initial: int = 0):
         self.total = max(total, 0)
         self.label = label
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.enabled = self.tty if enabled is None else enabled
         self.interval = interval
-        self.done = 0
+        self.done = self.initial = max(min(initial, self.total), 0)
         self.status = ""
         self.start = time.monotonic()
         self._last = 0.0
@@ -39,7 +41,8 @@ class Progress:
     def _draw(self, now: float) -> None:
         elapsed = now - self.start
         fraction = self.done / self.total if self.total else 1.0
-        remaining = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        done_now = self.done - self.initial
+        remaining = elapsed / done_now * (self.total - self.done) if done_now else float("nan")
         width = 24
         bar = "#" * int(width * fraction) + "-" * (width - int(width * fraction))
         eta = "?" if remaining != remaining else _clock(remaining)

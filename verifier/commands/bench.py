@@ -1,0 +1,95 @@
+"""Run VNN-COMP benchmark instances: resumable, parallel, scored against the ground truth, with plots.
+
+Every row (onnx,vnnlib,timeout) of each INSTANCES.csv runs in its own `verifier verify` process with a hard
+deadline (killed --grace seconds after its timeout); a crash, hang or out-of-memory kill is recorded as
+`error` and the run goes on. Outcomes are appended to DIR/results.csv as each instance ends (VNN-COMP
+columns, then ours); --resume skips what is there, so an interrupted run loses nothing. A `sat` answer
+counts only if its witness passes the runner's own onnxruntime check.
+
+At the end: a table per family (ours, the best VNN-COMP tool and the virtual best from the ground_truth.csv
+beside the instances), every disagreement with the ground truth, DIR/summary.md, DIR/summary.json and
+DIR/cactus.png. Exit code 1 when an answer is incorrect, 2 on bad input, else 0. --threads N is handed
+to every instance's process (VERIFIER_THREADS).
+
+Examples:
+  verifier bench ../shared/benchmarks/test/instances.csv --out bench_out/test
+  verifier bench ../shared/benchmarks/acasxu/instances.csv --rows ::20 --jobs 2 --timeout-scale 0.5
+  verifier bench ../shared/benchmarks/acasxu/instances.csv --out bench_out/acasxu --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("instances", nargs="+", metavar="INSTANCES.csv",
+                        help="VNN-COMP instances file(s); the family is the name of each file's folder")
+    parser.add_argument("--out", metavar="DIR",
+                        help="output folder (default bench_out/FAMILY, or bench_out/run for several families)")
+    parser.add_argument("--jobs", type=int, default=1, help="instances run in parallel (default 1)")
+    parser.add_argument("--timeout-scale", type=float, default=1.0,
+                        help="multiply every instance's timeout by this (default 1)")
+    parser.add_argument("--grace", type=float, default=5.0,
+                        help="seconds past the timeout before an instance's process is killed (default 5)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in DIR, skipping recorded instances")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh, replacing DIR/results.csv")
+    parser.add_argument("--rows", metavar="SLICE",
+                        help="run only these rows of each file, a Python slice: '0:10', '::20' (every 20th)")
+    parser.add_argument("--limit", type=int, help="run at most this many rows of each file (after --rows)")
+    parser.add_argument("--command", metavar="CMD",
+                        help="verifier command, called as CMD ONNX VNNLIB --timeout T --results FILE --json "
+                        "(default: python -m verifier verify; e.g. 'python -m verifier verify --method bounds')")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a progress bar on stderr (default: when stderr is a terminal)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from verifier.bench import BenchOptions, ground_truth_beside, read_instances, run_benchmark, select_rows
+    from verifier.bench.report import text_table
+
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if not args.timeout_scale > 0:
+        raise ValueError(f"--timeout-scale must be positive, got {args.timeout_scale}")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    instances, truth_files = [], {}
+    for path in args.instances:
+        rows = select_rows(read_instances(path), args.rows, args.limit)
+        instances += rows
+        truth = ground_truth_beside(path)
+        if rows and truth is not None:
+            truth_files[rows[0].category] = truth
+    keys = [instance.key for instance in instances]
+    if len(set(keys)) < len(keys):
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"instance {' '.join(twice)} is listed twice (two files of one family?)")
+    families = list(dict.fromkeys(instance.category for instance in instances))
+    if not instances:
+        raise ValueError("no instances selected")
+    out = Path(args.out) if args.out else Path("bench_out") / (families[0] if len(families) == 1 else "run")
+    options = BenchOptions(out=out, jobs=args.jobs, timeout_scale=args.timeout_scale, grace=args.grace,
+                           resume=args.resume, overwrite=args.overwrite,
+                           command=tuple(shlex.split(args.command)) if args.command else (),
+                           progress=args.progress, command_line=shlex.join(["verifier", *sys.argv[1:]]),
+                           env=(("VERIFIER_THREADS", str(args.threads)),) if args.threads else ())
+    report = run_benchmark(instances, options, truth_files=truth_files)
+    if args.json:
+        import json
+
+        print(json.dumps(report.summary, default=str))
+    else:
+        print(text_table(report.scores))
+        startup = report.summary["run"]["startup_s"]
+        if startup is not None:
+            print(f"process start-up {startup:.2f} s per instance (included in every time but 'w/o start')")
+        print(f"results in {out}/: results.csv, summary.md, summary.json, cactus.png")
+    if report.disagreements:
+        banner = f"!!! {len(report.disagreements)} DISAGREEMENT(S) WITH THE GROUND TRUTH !!!"
+        print("\n".join([banner, *report.disagreements, banner]), file=sys.stderr)
+    return 1 if report.summary["incorrect"] else 0
