@@ -26,8 +26,9 @@ def pgd_minimize(
 
     ``lower``/``upper`` are ``[N, *shape]``: ``N`` independent problems (boxes, or copies of one box
     with different objectives). ``objective`` maps ``[R*N, *shape]`` points (restart-major: row
-    ``r*N + n`` belongs to problem ``n``) to ``[R*N]`` values. The step size decays from
-    ``step_fraction`` of the box width. ``start`` (``[N, *shape]``) seeds the first restart.
+    ``r*N + n`` belongs to problem ``n``) to ``[R*N]`` values. The step size decays geometrically from
+    ``step_fraction`` of the box width to ``1e-4`` of it, so the last steps can settle into narrow
+    minima. ``start`` (``[N, *shape]``) seeds the first restart.
     Returns the best point ``[N, *shape]`` and its value ``[N]`` for each problem.
     """
     n = lower.shape[0]
@@ -52,7 +53,7 @@ def pgd_minimize(
             values = objective(x.reshape(restarts * n, *lower.shape[1:]))
             grad, = torch.autograd.grad(values.sum(), x)
         record(x, values)
-        size = step_fraction * (1 - step / steps) + 1e-3
+        size = step_fraction * (1e-4 / step_fraction) ** (step / max(1, steps - 1))
         with torch.no_grad():
             x = x - size * width * grad.sign()
             x = torch.minimum(torch.maximum(x, lo), hi)

@@ -18,13 +18,14 @@ costs the bound (``a_j`` the bound's coefficient on the ReLU output).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
 
-from verifier.bounds.alpha import AlphaOptions, ReluSlopes, optimize_slopes
+from verifier.bab.lp import decide_fixed_phases
+from verifier.bounds.alpha import AlphaOptions, ReluSlopes, optimize_all_slopes, optimize_slopes
 from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds
 from verifier.ir import Graph, Node
 from verifier.kernels import relu_backward
@@ -62,14 +63,14 @@ class Domains:
     def __len__(self) -> int:
         return self.lb.shape[0]
 
-    def select(self, index: Tensor) -> "Domains":
+    def select(self, index: Tensor) -> Domains:
         pick = lambda d: {k: v[index] for k, v in d.items()}  # noqa: E731
         return Domains({k: (lo[index], hi[index]) for k, (lo, hi) in self.bounds.items()}, pick(self.splits),
                        pick(self.alphas), pick(self.betas), self.lb[index])
 
     @staticmethod
-    def cat(parts: list["Domains"]) -> "Domains":
-        parts = [p for p in parts if len(p)]
+    def cat(parts: list[Domains]) -> Domains:
+        parts = [p for p in parts if len(p)] or parts[:1]
         first = parts[0]
         join = lambda key: {k: torch.cat([getattr(p, key)[k] for p in parts]) for k in getattr(first, key)}  # noqa: E731
         bounds = {k: (torch.cat([p.bounds[k][0] for p in parts]), torch.cat([p.bounds[k][1] for p in parts]))
@@ -130,10 +131,17 @@ class ReluBranchAndBound:
 
     # -- bounding -------------------------------------------------------------------------------------
     def root(self) -> Domains:
-        with torch.no_grad():
-            bounds = compute_intermediate_bounds(self.graph, self.lower, self.upper, CrownOptions())
-        lb, slopes = optimize_slopes(self.graph, self.spec, self.problem.d, bounds,
-                                     AlphaOptions(iterations=self.options.root_iterations, lr=self.options.lr_alpha))
+        """Bounds of the whole box: full alpha-CROWN (slopes optimised for the intermediate layers too) where
+        the slopes fit in memory, else CROWN pre-activation bounds with optimised final slopes."""
+        full = optimize_all_slopes(self.graph, self.lower, self.upper, self.spec, self.problem.d,
+                                   iterations=self.options.root_iterations, lr=self.options.lr_alpha)
+        if full is not None:
+            lb, bounds, slopes = full
+        else:
+            with torch.no_grad():
+                bounds = compute_intermediate_bounds(self.graph, self.lower, self.upper, CrownOptions())
+            lb, slopes = optimize_slopes(self.graph, self.spec, self.problem.d, bounds,
+                                         AlphaOptions(iterations=self.options.root_iterations, lr=self.options.lr_alpha))
         self.root_bounds = bounds
         pre = {name: bounds[name] for name in self.relu_inputs.values()}
         splits = {name: torch.zeros(1, lo[0].numel(), dtype=torch.int8) for name, (lo, _) in pre.items()}
@@ -272,7 +280,18 @@ def relu_split_search(
             stats["domains"] = visited
             return SAT, witness
         children, stuck = search.branch(pool, coefficients)
-        stuck_domains += int(stuck.sum())
+        for index in stuck.nonzero().flatten().tolist():
+            verdict, point = decide_fixed_phases(
+                search.graph, problem, {k: (lo[index], hi[index]) for k, (lo, hi) in pool.bounds.items()},
+                {k: v[index] for k, v in pool.splits.items()})
+            if verdict == "violated":
+                witness = try_candidates(torch.as_tensor(point, dtype=problem.lower.dtype)
+                                         .reshape(1, *network.input_shape))
+                if witness is not None:
+                    stats["domains"] = visited
+                    return SAT, witness
+            if verdict != "refuted":
+                stuck_domains += 1
         pending = children
         survivors = []
         A_x, coefficients = None, {}
@@ -299,7 +318,8 @@ def relu_split_search(
             return UNKNOWN, None
     stats["domains"] = visited
     if stuck_domains:
-        stats["unknown_reason"] = f"{stuck_domains} domains have every ReLU split but are not proved"
+        stats["unknown_reason"] = (f"{stuck_domains} domains with every ReLU phase fixed were neither proved by the "
+                                   "linear program nor gave a valid counterexample")
         return UNKNOWN, None
     return UNSAT, None
 

@@ -47,7 +47,7 @@ class ReluSlopes:
             self.slopes[node.name] = value.requires_grad_(True)
 
     @classmethod
-    def from_tensors(cls, start: str, slopes: dict[str, Tensor]) -> "ReluSlopes":
+    def from_tensors(cls, start: str, slopes: dict[str, Tensor]) -> ReluSlopes:
         """Slopes given directly (``[B, K, *shape]`` per ReLU node), made optimisable."""
         self = cls.__new__(cls)
         self.start = start
@@ -110,3 +110,113 @@ def _chain(first, second):
         return result if result is not None else second(node, start, A, bounds)
 
     return hook
+
+
+class IntermediateSlopes:
+    """Optimisable ReLU lower slopes for every (bounded tensor, upstream ReLU) pair: the slopes used when
+    CROWN bounds the pre-activation tensor ``start`` (rows: its refined neurons, lower then upper) and
+    when it bounds the final specification."""
+
+    def __init__(self, graph: Graph, bounds: dict[str, Interval], rows: dict[str, int]):
+        self.slopes: dict[tuple[str, str], Tensor] = {}
+        for start, count in rows.items():
+            limit = graph.position(start)
+            for node in graph.nodes[:limit + 1] if start != graph.output_name else graph.nodes:
+                if isinstance(node.op, Relu) and graph.position(node.name) < graph.position(start):
+                    lower, upper = bounds[node.inputs[0]]
+                    default = relu_default_lower_slope(lower, upper).unsqueeze(1)
+                    value = default.expand(-1, count, *lower.shape[1:]).clone()
+                    self.slopes[(start, node.name)] = value.requires_grad_(True)
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.slopes.values())
+
+    def clamp_(self) -> None:
+        with torch.no_grad():
+            for value in self.slopes.values():
+                value.clamp_(0, 1)
+
+    def numel(self) -> int:
+        return sum(v.numel() for v in self.slopes.values())
+
+    def __call__(self, node: Node, start: str, A: Tensor, bounds: dict[str, Interval]):
+        slope = self.slopes.get((start, node.name))
+        if slope is None:
+            return None
+        lower, upper = bounds[node.inputs[0]]
+        A_in, bias = relu_backward(A, lower, upper, slope)
+        return [A_in], bias
+
+
+def optimize_all_slopes(
+    graph: Graph,
+    lower: Tensor,
+    upper: Tensor,
+    spec: Tensor,
+    offset: Tensor,
+    iterations: int = 20,
+    lr: float = 0.1,
+    max_parameters: int = 20_000_000,
+) -> tuple[Tensor, dict[str, Interval], ReluSlopes] | None:
+    """Full alpha-CROWN: slopes optimised for every intermediate bound and the final one at once.
+
+    Each iteration recomputes the pre-activation bounds with the current slopes (intersected with the best
+    bounds so far: every iterate is sound) and the bound of ``spec . y - offset``; the loss is the final
+    bound's shortfall. Returns the best final bounds ``[B, K]``, the tightest pre-activation bounds and the
+    final slopes, or ``None`` when the slopes would need more than ``max_parameters`` numbers.
+    """
+    from verifier.bounds.crown import (
+        CrownOptions,
+        _refined_neurons,
+        compute_intermediate_bounds,
+        pre_activation_names,
+    )
+
+    with torch.no_grad():
+        best_bounds = compute_intermediate_bounds(graph, lower, upper, CrownOptions())
+    names = [n for n in pre_activation_names(graph) if n != graph.input_name]
+    index = {}
+    for name in names:
+        wanted = _refined_neurons(graph, name, *best_bounds[name]).any(0)
+        index[name] = wanted.nonzero().flatten()
+    rows = {name: 2 * len(ix) for name, ix in index.items() if len(ix)}
+    rows[graph.output_name] = spec.shape[1]
+    slopes = IntermediateSlopes(graph, best_bounds, rows)
+    if slopes.numel() > max_parameters:
+        return None
+    optimizer = torch.optim.Adam(slopes.parameters(), lr=lr)
+    best = None
+    for _ in range(max(1, iterations)):
+        with torch.enable_grad():
+            bounds: dict[str, Interval] = {graph.input_name: (lower, upper)}
+            for node in graph.nodes:
+                node_lower, node_upper = node.op.interval(*(bounds[i] for i in node.inputs))
+                known_lower, known_upper = best_bounds[node.name]
+                node_lower, node_upper = torch.maximum(node_lower, known_lower), torch.minimum(node_upper, known_upper)
+                ix = index.get(node.name)
+                if ix is not None and len(ix):
+                    flat_lower, flat_upper = node_lower.reshape(lower.shape[0], -1), node_upper.reshape(lower.shape[0], -1)
+                    A = torch.zeros(1, len(ix), flat_lower.shape[1], dtype=lower.dtype)
+                    A[0, torch.arange(len(ix)), ix] = 1
+                    A = A.reshape(1, len(ix), *node.shape)
+                    both = backward_lower(graph, node.name, torch.cat([A, -A], 1), bounds, slopes)
+                    new_lower = torch.maximum(flat_lower[:, ix], both[:, : len(ix)])
+                    new_upper = torch.minimum(flat_upper[:, ix], -both[:, len(ix):])
+                    flat_lower = flat_lower.index_copy(1, ix, new_lower)
+                    flat_upper = flat_upper.index_copy(1, ix, new_upper)
+                    node_lower, node_upper = flat_lower.reshape(node_lower.shape), flat_upper.reshape(node_upper.shape)
+                bounds[node.name] = (node_lower, node_upper)
+            value = backward_lower(graph, graph.output_name, spec, bounds, slopes) - offset
+            best = value.detach() if best is None else torch.maximum(best, value.detach())
+            best_bounds = {k: (v[0].detach(), v[1].detach()) for k, v in bounds.items()}
+            if bool((best > 0).all()):
+                break
+            loss = -value.clamp(max=0).masked_fill(best > 0, 0).sum()
+            optimizer.zero_grad()
+            loss.backward()
+        optimizer.step()
+        slopes.clamp_()
+    final = ReluSlopes.from_tensors(graph.output_name, {
+        relu: value for (start, relu), value in slopes.slopes.items() if start == graph.output_name
+    })
+    return best, best_bounds, final

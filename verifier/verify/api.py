@@ -102,8 +102,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
     stats["dtype"] = str(bound_network.dtype).replace("torch.", "")
 
     def try_candidates(points: torch.Tensor, problem: Problem) -> Counterexample | None:
-        lower = problem.lower.reshape(-1).double().numpy()
-        upper = problem.upper.reshape(-1).double().numpy()
+        lower, upper = problem.exact_lower, problem.exact_upper
         for point in points[:8]:
             witness = validate(network, spec, point.detach().double().numpy(), lower, upper)
             if witness is not None:

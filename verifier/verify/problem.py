@@ -19,8 +19,9 @@ from verifier.spec.specification import BoxGroup
 
 @dataclass
 class Problem:
-    """``lower``/``upper``: the box ``[*input_shape]``; ``C`` ``[R, n_out]``; ``d`` ``[R]``; ``row_case``
-    ``[R]`` maps rows to local case numbers ``0..n_cases-1``; ``case_indices`` maps those to the spec's."""
+    """``lower``/``upper``: the box ``[*input_shape]`` in the network's type; ``C`` ``[R, n_out]``; ``d`` ``[R]``;
+    ``row_case`` ``[R]`` maps rows to local case numbers ``0..n_cases-1``; ``case_indices`` maps those to the
+    spec's; ``exact_lower``/``exact_upper``: the box as parsed, in float64 (the network's type may round it)."""
 
     lower: Tensor
     upper: Tensor
@@ -29,6 +30,8 @@ class Problem:
     row_case: Tensor
     n_cases: int
     case_indices: tuple[int, ...]
+    exact_lower: np.ndarray | None = None   # the box as parsed (float64), for checking witnesses exactly
+    exact_upper: np.ndarray | None = None
 
     @classmethod
     def from_group(cls, group: BoxGroup, network: Network) -> Problem:
@@ -45,6 +48,8 @@ class Problem:
             row_case=torch.as_tensor(np.array(group.row_case, dtype=np.int64)).reshape(-1),
             n_cases=len(group.case_indices),
             case_indices=tuple(group.case_indices),
+            exact_lower=np.asarray(group.lower, dtype=np.float64).reshape(-1),
+            exact_upper=np.asarray(group.upper, dtype=np.float64).reshape(-1),
         )
 
     @property
