@@ -142,9 +142,9 @@ def to_onnx(layers: Layers) -> bytes:
         if i < len(layers) - 1:
             nodes.append(helper.make_node("Relu", [out], [f"r{i}"]))
             current = f"r{i}"
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, layers[0][0].shape[1]])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, layers[-1][0].shape[0]])],
-                              initializer=inits)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, layers[0][0].shape[1]])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, layers[-1][0].shape[0]])
+    graph = helper.make_graph(nodes, "tiny", [x], [y], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return model.SerializeToString()

@@ -49,10 +49,9 @@ def decide_fixed_phases(graph: Graph, problem: Problem, pre_bounds: dict[str, tu
     ``("refuted", None)``, ``("violated", x)`` with ``x`` a point of the domain violating the property, or
     ``("unknown", None)`` when the graph is not piecewise linear or the solver fails."""
     phases, constraints = {}, []
-    for name, (lower, upper) in pre_bounds.items():
+    for name, (lower, _) in pre_bounds.items():
         split = splits[name].reshape(-1)
-        lo, hi = lower.reshape(-1), upper.reshape(-1)
-        active = (lo >= 0) | (split > 0)
+        active = (lower.reshape(-1) >= 0) | (split > 0)
         phases[name] = active
         constraints.append((name, split))
     maps = affine_pieces(graph, phases, problem.lower)

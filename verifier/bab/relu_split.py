@@ -111,7 +111,8 @@ def _clamp_to_splits(bounds: dict[str, tuple[Tensor, Tensor]], splits: dict[str,
     out = {}
     for name, (lower, upper) in bounds.items():
         split = splits[name].reshape(lower.shape)
-        out[name] = (torch.where(split > 0, lower.clamp(min=0), lower), torch.where(split < 0, upper.clamp(max=0), upper))
+        out[name] = (torch.where(split > 0, lower.clamp(min=0), lower),
+                     torch.where(split < 0, upper.clamp(max=0), upper))
     return out
 
 
@@ -140,12 +141,13 @@ class ReluBranchAndBound:
         else:
             with torch.no_grad():
                 bounds = compute_intermediate_bounds(self.graph, self.lower, self.upper, CrownOptions())
-            lb, slopes = optimize_slopes(self.graph, self.spec, self.problem.d, bounds,
-                                         AlphaOptions(iterations=self.options.root_iterations, lr=self.options.lr_alpha))
+            alpha = AlphaOptions(iterations=self.options.root_iterations, lr=self.options.lr_alpha)
+            lb, slopes = optimize_slopes(self.graph, self.spec, self.problem.d, bounds, alpha)
         self.root_bounds = bounds
         pre = {name: bounds[name] for name in self.relu_inputs.values()}
         splits = {name: torch.zeros(1, lo[0].numel(), dtype=torch.int8) for name, (lo, _) in pre.items()}
-        betas = {name: torch.zeros(1, self.problem.rows, lo[0].numel(), dtype=lo.dtype) for name, (lo, _) in pre.items()}
+        betas = {name: torch.zeros(1, self.problem.rows, lo[0].numel(), dtype=lo.dtype)
+                 for name, (lo, _) in pre.items()}
         alphas = {name: value.detach() for name, value in slopes.slopes.items()}
         return Domains(pre, splits, alphas, betas, lb)
 

@@ -195,7 +195,8 @@ def optimize_all_slopes(
                 node_lower, node_upper = torch.maximum(node_lower, known_lower), torch.minimum(node_upper, known_upper)
                 ix = index.get(node.name)
                 if ix is not None and len(ix):
-                    flat_lower, flat_upper = node_lower.reshape(lower.shape[0], -1), node_upper.reshape(lower.shape[0], -1)
+                    flat_lower = node_lower.reshape(lower.shape[0], -1)
+                    flat_upper = node_upper.reshape(lower.shape[0], -1)
                     A = torch.zeros(1, len(ix), flat_lower.shape[1], dtype=lower.dtype)
                     A[0, torch.arange(len(ix)), ix] = 1
                     A = A.reshape(1, len(ix), *node.shape)
