@@ -18,6 +18,7 @@ from verifier.errors import (
 )
 from verifier.network import Bounds, Network
 from verifier.threads import set_threads
+from verifier.complete import Result, VerifyOptions, verify, verify_robustness
 
 __version__ = "0.1.0"
 
@@ -32,4 +33,8 @@ __all__ = [
     "from_torch",
     "load_onnx",
     "set_threads",
+    "verify",
+    "verify_robustness",
+    "Result",
+    "VerifyOptions",
 ]

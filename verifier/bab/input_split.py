@@ -22,9 +22,9 @@ from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermed
 from verifier.bounds.forward import forward_bounds, supports_forward
 from verifier.bounds.ibp import interval_bounds
 from verifier.network import Network
-from verifier.verify.deadline import Deadline
-from verifier.verify.problem import Problem
-from verifier.verify.result import SAT, TIMEOUT, UNKNOWN, UNSAT
+from verifier.complete.deadline import Deadline
+from verifier.complete.problem import Problem
+from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT
 
 
 @dataclass

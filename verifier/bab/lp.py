@@ -16,7 +16,7 @@ from torch import Tensor
 
 from verifier.ir import Graph
 from verifier.ops.activation import Relu
-from verifier.verify.problem import Problem
+from verifier.complete.problem import Problem
 
 
 def affine_pieces(graph: Graph, phases: dict[str, Tensor], lower: Tensor) -> dict[str, Tensor] | None:

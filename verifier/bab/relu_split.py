@@ -32,9 +32,9 @@ from verifier.kernels import relu_backward
 from verifier.network import Network
 from verifier.ops.activation import Relu
 from verifier.ops.base import Interval
-from verifier.verify.deadline import Deadline
-from verifier.verify.problem import Problem
-from verifier.verify.result import SAT, TIMEOUT, UNKNOWN, UNSAT
+from verifier.complete.deadline import Deadline
+from verifier.complete.problem import Problem
+from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT
 
 
 @dataclass
@@ -96,7 +96,7 @@ class SplitConstraints:
         if node.name in self.relu_inputs:
             self.relu_coefficients[node.name] = A.detach()
             lower, upper = bounds[node.inputs[0]]
-            A_in, bias = relu_backward(A, lower, upper, self.slopes.slopes[node.name])
+            A_in, bias = relu_backward(A, lower, upper, self.slopes.slopes.get(node.name))
             return [A_in], bias
         if node.name in self.pre_activations and node.name in self.betas:
             split = self.splits[node.name].to(A.dtype)

@@ -120,9 +120,9 @@ class IntermediateSlopes:
     def __init__(self, graph: Graph, bounds: dict[str, Interval], rows: dict[str, int]):
         self.slopes: dict[tuple[str, str], Tensor] = {}
         for start, count in rows.items():
-            limit = graph.position(start)
-            for node in graph.nodes[:limit + 1] if start != graph.output_name else graph.nodes:
-                if isinstance(node.op, Relu) and graph.position(node.name) < graph.position(start):
+            # a backward pass from ``start`` goes through every ReLU up to and including ``start`` itself
+            for node in graph.nodes[: graph.position(start) + 1]:
+                if isinstance(node.op, Relu):
                     lower, upper = bounds[node.inputs[0]]
                     default = relu_default_lower_slope(lower, upper).unsqueeze(1)
                     value = default.expand(-1, count, *lower.shape[1:]).clone()

@@ -26,11 +26,11 @@ import torch
 from verifier.errors import ShapeError
 from verifier.network import Network
 from verifier.spec.specification import Specification
-from verifier.verify.deadline import Deadline
-from verifier.verify.falsify import find_candidates
-from verifier.verify.problem import Problem
-from verifier.verify.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result
-from verifier.verify.validate import validate
+from verifier.complete.deadline import Deadline
+from verifier.complete.falsify import find_candidates
+from verifier.complete.problem import Problem
+from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result
+from verifier.complete.validate import validate
 
 #: networks with at most this many inputs are searched by input splitting (and bounded in float64)
 INPUT_SPLIT_MAX_INPUTS = 16

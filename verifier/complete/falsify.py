@@ -11,8 +11,8 @@ from torch import Tensor
 
 from verifier.attack.pgd import pgd_minimize
 from verifier.network import Network
-from verifier.verify.deadline import Deadline
-from verifier.verify.problem import Problem
+from verifier.complete.deadline import Deadline
+from verifier.complete.problem import Problem
 
 
 def sample_box(lower: Tensor, upper: Tensor, count: int, generator: torch.Generator) -> Tensor:

@@ -1,0 +1,103 @@
+"""Classification robustness: "the network's top class stays ``label`` on the L-infinity or L2 ball of radius
+``epsilon`` around ``center``", with the randomized-smoothing fallback.
+
+Deterministic first: the property becomes one case per other class (``y_label - y_j <= 0`` is a
+counterexample) over the box around the centre; for an L2 ball that box encloses the ball, so a proof on the
+box is a proof on the ball, and a witness counts only if it lies inside the ball. When deterministic bounds
+cannot be had (an operator the bound engine does not handle, or CROWN's memory estimate beyond the budget)
+and the ball is L2 with a smoothing noise level given, the smoothed classifier is certified instead
+(Cohen et al. 2019): the answer stays ``unknown``, with the probabilistic certificate attached. In every other
+case the result says why no certificate was possible.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from verifier.errors import ShapeError, UnsupportedOperatorError
+from verifier.network import Network
+from verifier.spec.specification import Case, Specification
+from verifier.complete.api import VerifyOptions, verify
+from verifier.complete.result import SAT, UNKNOWN, Result
+
+#: peak bytes a bound computation may use before falling back (4 GiB)
+DEFAULT_MEMORY_BUDGET = 4 * 2**30
+
+
+def robustness_specification(center: np.ndarray, label: int, epsilon: float, n_outputs: int,
+                             lower_limit: float | None = None, upper_limit: float | None = None) -> Specification:
+    """The VNN-LIB-style property of L-infinity robustness: the box ``center +- epsilon`` (clipped to the
+    optional input domain) and one case ``y_label - y_j <= 0`` per other class ``j``."""
+    center = np.asarray(center, dtype=np.float64).reshape(-1)
+    lower, upper = center - epsilon, center + epsilon
+    if lower_limit is not None:
+        lower = np.maximum(lower, lower_limit)
+    if upper_limit is not None:
+        upper = np.minimum(upper, upper_limit)
+    cases = []
+    for j in range(n_outputs):
+        if j == label:
+            continue
+        C = np.zeros((1, n_outputs))
+        C[0, label], C[0, j] = 1.0, -1.0
+        cases.append(Case(lower, upper, C, np.zeros(1)))
+    return Specification(center.size, n_outputs, tuple(cases))
+
+
+def verify_robustness(
+    model: Network | str | os.PathLike,
+    center: np.ndarray,
+    label: int,
+    epsilon: float,
+    norm: str = "linf",
+    timeout: float | None = None,
+    options: VerifyOptions | None = None,
+    smoothing_sigma: float | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    smoothing_samples: int = 100_000,
+) -> Result:
+    """Decide whether the top class stays ``label`` on the ``norm`` ball (``"linf"`` or ``"l2"``) of radius
+    ``epsilon`` around ``center``; falls back to randomized smoothing as described in the module docstring."""
+    from verifier.smoothing.fallback import certify_fallback, should_fall_back, smoothing_inapplicable_reason
+
+    norm = norm.lower().replace("-", "").replace("_", "")
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    if epsilon < 0:
+        raise ValueError(f"epsilon must be non-negative, got {epsilon}")
+    reason = None
+    network = model
+    if not isinstance(model, Network):
+        from verifier.api import load_onnx
+
+        try:
+            network = load_onnx(model)
+        except UnsupportedOperatorError as error:
+            network = None
+            reason = f"the bound engine cannot handle the model ({error})"
+    if network is not None:
+        if not (0 <= label < network.output_size):
+            raise ShapeError(f"label {label} is not one of the network's {network.output_size} outputs")
+        fall_back, why = should_fall_back(network, memory_budget, batch=1, spec_rows=network.output_size - 1)
+        if fall_back:
+            reason = why
+    if reason is not None:
+        why_not = smoothing_inapplicable_reason(robustness=True, norm="l2" if norm == "l2" else "L-infinity",
+                                                sigma=smoothing_sigma)
+        if why_not is not None:
+            return Result(UNKNOWN, message=f"no deterministic bounds: {reason}; no smoothing certificate: {why_not}")
+        certificate = certify_fallback(model if network is None else network, center, label, epsilon,
+                                       sigma=smoothing_sigma, n=smoothing_samples, fallback_reason=reason)
+        return Result(UNKNOWN, certificate=certificate,
+                      message=f"deterministic bounds out of reach ({reason}); {certificate.statement()}")
+    spec = robustness_specification(center, label, epsilon, network.output_size)
+    result = verify(network, spec, timeout=timeout, options=options)
+    if result.status == SAT and norm == "l2":
+        distance = float(np.linalg.norm(result.counterexample.x.astype(np.float64) - np.asarray(center).reshape(-1)))
+        if distance > epsilon:
+            return Result(UNKNOWN, stats=result.stats,
+                          message=f"a counterexample exists in the enclosing box but at L2 distance {distance:.4g} > "
+                                  f"{epsilon}: the L2 property is undecided")
+    return result
