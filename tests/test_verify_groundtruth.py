@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import shared_family
 from tests.netutil import run_onnxruntime
+from verifier.complete import verify
 from verifier.spec import parse_vnnlib
 from verifier.spec.witness import check_counterexample
-from verifier.complete import verify
 
 FAST = {
     "test": None,  # every instance
@@ -73,3 +73,15 @@ def test_fast_instances_give_the_known_answer(family):
 def test_whole_family_has_no_wrong_answer(family):
     for row in ground_truth(family):
         check_instance(family, row, timeout=min(60.0, float(row["timeout"])))
+
+
+def test_answer_comes_by_the_deadline():
+    """A property the search cannot settle quickly still answers within the time limit."""
+    import time
+
+    from tests.conftest import MODELS
+
+    start = time.monotonic()
+    result = verify(MODELS / "digits_cnn.onnx", MODELS / "digits_cnn_img1_eps0.1.vnnlib", timeout=3.0)
+    elapsed = time.monotonic() - start
+    assert result.status == "timeout" and elapsed < 3.5, (result.status, elapsed)

@@ -11,8 +11,8 @@ import pytest
 import verifier
 from tests.milp import exact_min_violation, random_network, to_onnx
 from tests.netutil import run_onnxruntime
-from verifier.spec.specification import Case, Specification
 from verifier.complete import VerifyOptions, verify
+from verifier.spec.specification import Case, Specification
 
 MARGIN = 1e-3  # properties closer than this to the boundary are skipped (float32 networks)
 

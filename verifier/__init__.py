@@ -9,6 +9,7 @@ Typical use::
 
 import verifier.ops  # noqa: F401  (registers the operator converters)
 from verifier.api import from_torch, load_onnx
+from verifier.complete import Result, VerifyOptions, verify, verify_robustness
 from verifier.errors import (
     InvalidWeightError,
     ModelLoadError,
@@ -18,7 +19,6 @@ from verifier.errors import (
 )
 from verifier.network import Bounds, Network
 from verifier.threads import set_threads
-from verifier.complete import Result, VerifyOptions, verify, verify_robustness
 
 __version__ = "0.1.0"
 

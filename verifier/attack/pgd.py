@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from verifier.cancel import checkpoint
+
 
 def pgd_minimize(
     objective: Callable[[Tensor], Tensor],
@@ -48,6 +50,7 @@ def pgd_minimize(
         best_x[better] = points.detach()[which, torch.arange(n)][better]
 
     for step in range(steps):
+        checkpoint()
         x.requires_grad_(True)
         with torch.enable_grad():
             values = objective(x.reshape(restarts * n, *lower.shape[1:]))

@@ -11,20 +11,20 @@ dimension the bound depends on most.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
 from verifier.attack.pgd import pgd_minimize
 from verifier.bounds.alpha import AlphaOptions, optimize_slopes
-from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds
+from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds, pre_activation_names
 from verifier.bounds.forward import forward_bounds, supports_forward
 from verifier.bounds.ibp import interval_bounds
-from verifier.network import Network
 from verifier.complete.deadline import Deadline
 from verifier.complete.problem import Problem
 from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT
+from verifier.network import Network
 
 
 @dataclass
@@ -137,7 +137,12 @@ def input_split_search(
     that leaves the least negative bound behind wins; its two halves, already bounded, go on the stack.
     ``try_candidates(points)`` validates candidate counterexamples and returns one that holds, or None.
     """
-    bounder = MarginBounder(network, problem, options.intermediate, options.alpha_iterations, refine_all=True)
+    neurons = sum(network.graph.numel(name) for name in pre_activation_names(network.graph))
+    # refining every neuron tightens IBP for small networks; on large ones it costs more than it gives
+    bounder = MarginBounder(network, problem, options.intermediate, options.alpha_iterations,
+                            refine_all=neurons <= 2000)
+    # batches sized to the network: about as much work per batch as 1024 domains of ACAS Xu
+    options = replace(options, batch=max(16, min(options.batch, 400_000 // max(1, neurons))))
     stats["intermediate"] = bounder.intermediate
     lower, upper = problem.lower.unsqueeze(0), problem.upper.unsqueeze(0)
     lb, A_x = bounder(lower, upper)

@@ -14,9 +14,9 @@ import torch
 from scipy.optimize import linprog
 from torch import Tensor
 
+from verifier.complete.problem import Problem
 from verifier.ir import Graph
 from verifier.ops.activation import Relu
-from verifier.complete.problem import Problem
 
 
 def affine_pieces(graph: Graph, phases: dict[str, Tensor], lower: Tensor) -> dict[str, Tensor] | None:

@@ -27,14 +27,15 @@ from torch import Tensor
 from verifier.bab.lp import decide_fixed_phases
 from verifier.bounds.alpha import AlphaOptions, ReluSlopes, optimize_all_slopes, optimize_slopes
 from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds
+from verifier.cancel import checkpoint
+from verifier.complete.deadline import Deadline
+from verifier.complete.problem import Problem
+from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT
 from verifier.ir import Graph, Node
 from verifier.kernels import relu_backward
 from verifier.network import Network
 from verifier.ops.activation import Relu
 from verifier.ops.base import Interval
-from verifier.complete.deadline import Deadline
-from verifier.complete.problem import Problem
-from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT
 
 
 @dataclass
@@ -173,6 +174,7 @@ class ReluBranchAndBound:
         A_x = None
         coefficients: dict[str, Tensor] = {}
         for step in range(max(1, iterations)):
+            checkpoint()
             with torch.enable_grad():
                 value, A_in, _ = backward_lower(self.graph, self.graph.output_name, self.spec, bounds, hook,
                                                 return_coefficients=True)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.crown import backward_lower
+from verifier.cancel import checkpoint
 from verifier.ir import Graph, Node
 from verifier.kernels import relu_backward
 from verifier.ops.activation import Relu
@@ -90,6 +91,7 @@ def optimize_slopes(
     optimizer = torch.optim.Adam(slopes.parameters(), lr=options.lr) if slopes.slopes else None
     best = None
     for _ in range(max(1, options.iterations)):
+        checkpoint()
         with torch.enable_grad():
             value = backward_lower(graph, graph.output_name, spec, bounds, step) - offset
             best = value.detach() if best is None else torch.maximum(best, value.detach())
@@ -182,11 +184,12 @@ def optimize_all_slopes(
     rows = {name: 2 * len(ix) for name, ix in index.items() if len(ix)}
     rows[graph.output_name] = spec.shape[1]
     slopes = IntermediateSlopes(graph, best_bounds, rows)
-    if slopes.numel() > max_parameters:
+    if slopes.numel() > max_parameters or not slopes.slopes:
         return None
     optimizer = torch.optim.Adam(slopes.parameters(), lr=lr)
     best = None
     for _ in range(max(1, iterations)):
+        checkpoint()
         with torch.enable_grad():
             bounds: dict[str, Interval] = {graph.input_name: (lower, upper)}
             for node in graph.nodes:

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.ibp import interval_of_spec
+from verifier.cancel import checkpoint
 from verifier.ir import Graph, Node
 from verifier.kernels import concretize_box
 from verifier.ops.base import ElementwiseNonlinear, Interval
@@ -78,6 +79,7 @@ def backward_lower(
         coeffs = pending.pop(node.name, None)
         if coeffs is None:
             continue
+        checkpoint()
         step = hook(node, start, coeffs, bounds) if hook is not None else None
         if step is None:
             inputs = [bounds.get(name) for name in node.inputs] if node.op.needs_input_bounds else []

@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    from verifier.spec.witness import format_result
     from verifier.complete import VerifyOptions, verify
+    from verifier.spec.witness import format_result
 
     options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed)
     remaining = max(0.0, args.timeout - (time.monotonic() - started))

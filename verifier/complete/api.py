@@ -23,14 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from verifier.errors import ShapeError
-from verifier.network import Network
-from verifier.spec.specification import Specification
+from verifier.cancel import TimeLimitReached, time_limit
 from verifier.complete.deadline import Deadline
 from verifier.complete.falsify import find_candidates
 from verifier.complete.problem import Problem
 from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result
 from verifier.complete.validate import validate
+from verifier.errors import ShapeError
+from verifier.network import Network
+from verifier.spec.specification import Specification
 
 #: networks with at most this many inputs are searched by input splitting (and bounded in float64)
 INPUT_SPLIT_MAX_INPUTS = 16
@@ -85,7 +86,13 @@ def verify(
             f"the property has {spec.n_inputs} inputs and {spec.n_outputs} outputs; the network has "
             f"{network.input_size} and {network.output_size}"
         )
-    result = _run(network, spec, deadline, options, stats)
+    # every engine loop checks the limit; a little is kept back to write the answer
+    end = None if deadline.end is None else deadline.end - min(0.2, 0.02 * max(0.0, deadline.remaining()))
+    try:
+        with time_limit(end):
+            result = _run(network, spec, deadline, options, stats)
+    except TimeLimitReached:
+        result = Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
     stats["time_s"] = deadline.elapsed()
     return result
 
@@ -132,7 +139,9 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
 
     method = options.method
     if method == "auto":
-        method = "input-split" if small else "relu-split"
+        has_relu = any(node.op.op_type == "Relu" for node in bound_network.graph.nodes)
+        # without ReLUs there is nothing for ReLU splitting to branch on: split the input instead
+        method = "input-split" if small or not has_relu else "relu-split"
     stats["method"] = method
     statuses = []
     start = time.perf_counter()

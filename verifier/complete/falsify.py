@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from verifier.attack.pgd import pgd_minimize
-from verifier.network import Network
 from verifier.complete.deadline import Deadline
 from verifier.complete.problem import Problem
+from verifier.network import Network
 
 
 def sample_box(lower: Tensor, upper: Tensor, count: int, generator: torch.Generator) -> Tensor:

@@ -16,11 +16,11 @@ import os
 
 import numpy as np
 
+from verifier.complete.api import VerifyOptions, verify
+from verifier.complete.result import SAT, UNKNOWN, Result
 from verifier.errors import ShapeError, UnsupportedOperatorError
 from verifier.network import Network
 from verifier.spec.specification import Case, Specification
-from verifier.complete.api import VerifyOptions, verify
-from verifier.complete.result import SAT, UNKNOWN, Result
 
 #: peak bytes a bound computation may use before falling back (4 GiB)
 DEFAULT_MEMORY_BUDGET = 4 * 2**30

@@ -13,10 +13,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from verifier.complete.result import Counterexample
 from verifier.network import Network
 from verifier.spec.specification import Specification
 from verifier.spec.witness import check_counterexample
-from verifier.complete.result import Counterexample
 
 
 @lru_cache(maxsize=4)
