@@ -131,6 +131,11 @@ class ReluBranchAndBound:
         self.lower = problem.lower.unsqueeze(0)
         self.upper = problem.upper.unsqueeze(0)
 
+    def restrict(self, problem: Problem) -> None:
+        """Continue on a problem with fewer rows (see :meth:`Problem.restrict`)."""
+        self.problem = problem
+        self.spec = problem.C.reshape(1, problem.rows, *self.network.output_shape)
+
     # -- bounding -------------------------------------------------------------------------------------
     def root(self) -> Domains:
         """Bounds of the whole box: full alpha-CROWN (slopes optimised for the intermediate layers too) where
@@ -265,12 +270,18 @@ def relu_split_search(
     search = ReluBranchAndBound(network, problem, options, stats)
     root = search.root()
     stats["root_lower_bound"] = float(search.problem.case_max(root.lb).min())
-    if bool(problem.refuted(root.lb).all()):
+    refuted = problem.refuted(root.lb)[0]
+    if bool(refuted.all()):
         stats["domains"] = 1
         return UNSAT, None
     if method == "bounds":
         stats["unknown_reason"] = "the bounds do not prove the property and branching is off"
         return UNKNOWN, None
+    # cases refuted on the whole box need no more work: the search continues on the others' rows only
+    problem, rows = problem.restrict(~refuted)
+    search.restrict(problem)
+    root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
+                   {k: v[:, rows] for k, v in root.betas.items()}, root.lb[:, rows])
     pool = root
     visited, stuck_domains = 1, 0
     # the root's coefficients for the first split come from one plain bound pass

@@ -77,6 +77,19 @@ class Problem:
         values, case = self.case_max(self.margins(y)).min(1)
         return values, case
 
+    def restrict(self, keep_cases: Tensor) -> tuple["Problem", Tensor]:
+        """The problem with only the cases in ``keep_cases`` (``[n_cases]`` bool), and the mask of its rows
+        among the original ones. Cases refuted on the whole box stay refuted on every part of it, so a
+        search may drop them."""
+        rows = keep_cases[self.row_case]
+        renumber = torch.cumsum(keep_cases.long(), 0) - 1
+        return Problem(
+            lower=self.lower, upper=self.upper, C=self.C[rows], d=self.d[rows],
+            row_case=renumber[self.row_case[rows]], n_cases=int(keep_cases.sum()),
+            case_indices=tuple(c for c, k in zip(self.case_indices, keep_cases.tolist()) if k),
+            exact_lower=self.exact_lower, exact_upper=self.exact_upper,
+        ), rows
+
     def refuted(self, lower_margins: Tensor) -> Tensor:
         """``[N, n_cases]``: cases with a row whose margin lower bound is positive on the domain."""
         return self.case_max(lower_margins) > 0
