@@ -147,17 +147,22 @@ def input_split_search(
     lower, upper = problem.lower.unsqueeze(0), problem.upper.unsqueeze(0)
     lb, A_x = bounder(lower, upper)
     visited = 1
-    stack: list[tuple[Tensor, Tensor, Tensor]] = []
+    stack: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
     witness = _push_open(network, problem, lower, upper, lb, A_x, stack, try_candidates)
     if witness is not None:
         return SAT, witness
     open_count = sum(item[0].shape[0] for item in stack)
     root_width = (upper - lower).reshape(-1)
+    rounds = 0
     while open_count:
         if deadline.expired():
             stats.update(domains=visited, open_domains=open_count)
             return TIMEOUT, None
-        lower, upper, lb = _pop(stack, max(1, options.batch // (2 * options.candidates)), problem)
+        # alternate between the domains with the lowest bounds and those where the network came closest to
+        # violating the property: the order changes nothing for a proof, but finds counterexamples sooner
+        rounds += 1
+        lower, upper, lb = _pop(stack, max(1, options.batch // (2 * options.candidates)), problem,
+                                by_observed=rounds % 2 == 0)
         open_count -= lower.shape[0]
         children = _strong_branch(bounder, problem, lower, upper, lb, root_width, options, deadline)
         if children is None:  # the deadline passed while bounding: nothing was lost, but nothing is proved
@@ -188,6 +193,7 @@ def _push_open(network, problem, lower, upper, lb, A_x, stack, try_candidates):
         return None
     lower, upper, lb = lower[open_], upper[open_], lb[open_]
     A_x = None if A_x is None else (A_x[open_] if A_x.shape[0] > 1 else A_x)
+    count = lower.shape[0]
     points = torch.cat([(lower + upper) / 2, linear_minimizer(problem, lb, A_x, lower, upper),
                         _local_attack(network, problem, lower, upper, lb)])
     with torch.no_grad():
@@ -197,7 +203,8 @@ def _push_open(network, problem, lower, upper, lb, A_x, stack, try_candidates):
         witness = try_candidates(hits)
         if witness is not None:
             return witness
-    stack.append((lower, upper, lb))
+    observed = torch.minimum(violation[:count], violation[count : 2 * count])
+    stack.append((lower, upper, lb, observed))
     return None
 
 
@@ -254,13 +261,15 @@ def _strong_branch(bounder, problem, lower, upper, lb, root_width, options, dead
     return child_lo[chosen], child_hi[chosen], child_lb[chosen], A_chosen, child_lo.shape[0]
 
 
-def _pop(stack: list[tuple[Tensor, Tensor, Tensor]], count: int, problem: Problem) -> tuple[Tensor, Tensor, Tensor]:
-    """Take the ``count`` open domains with the lowest bounds (most likely to hold a counterexample; the
-    order does not matter for a proof). The pool is kept as one entry after each take."""
-    lower, upper, lb = (torch.cat(parts) for parts in zip(*stack))
+def _pop(stack: list[tuple[Tensor, Tensor, Tensor, Tensor]], count: int, problem: Problem,
+         by_observed: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """Take ``count`` open domains: those with the lowest bounds, or (``by_observed``) those where the smallest
+    violation seen at their sample points is lowest. The pool is kept as one entry after each take."""
+    lower, upper, lb, observed = (torch.cat(parts) for parts in zip(*stack))
     stack.clear()
-    order = problem.case_max(lb).min(1).values.argsort()
+    key = observed if by_observed else problem.case_max(lb).min(1).values
+    order = key.argsort()
     take, rest = order[:count], order[count:]
     if len(rest):
-        stack.append((lower[rest], upper[rest], lb[rest]))
+        stack.append((lower[rest], upper[rest], lb[rest], observed[rest]))
     return lower[take], upper[take], lb[take]

@@ -116,15 +116,19 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                 return witness
         return None
 
-    # 1. falsification
+    # 1. falsification, with as many samples as cost about as much as a few hundred thousand neuron evaluations
     if options.attack:
         start = time.perf_counter()
         attack_deadline = deadline.sub(0.2, at_most=30.0)
+        size = sum(bound_network.graph.numel(node.name) for node in bound_network.graph.nodes)
+        samples = int(max(512, min(50_000, 2e7 // max(1, size))))
+        restarts = 32 if samples >= 10_000 else 8
         for index, problem in enumerate(problems):
             if problem.has_trivial_case():
                 candidates = [(problem.lower + problem.upper) / 2]
             else:
-                candidates = find_candidates(bound_network, problem, attack_deadline, seed=options.seed + index)
+                candidates = find_candidates(bound_network, problem, attack_deadline, samples=samples,
+                                             restarts=restarts, seed=options.seed + index)
             if candidates:
                 witness = try_candidates(torch.stack(candidates), problem)
                 if witness is not None:
