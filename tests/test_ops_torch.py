@@ -1,8 +1,6 @@
 """End to end: torch models mixing the new operators, through ``verifier.from_torch`` and through an ONNX
-export (``torch.onnx.export(..., dynamo=False)``), bounded by IBP and CROWN and checked by sampling and PGD.
-
-(The complete verifier ``verifier.verify`` is written in parallel; until it lands these tests check the
-bounds end to end instead of verdicts.)
+export (``torch.onnx.export(..., dynamo=False)``), bounded by IBP and CROWN and checked by sampling and PGD,
+and verified by ``verifier.verify`` (which branches on the input for these networks without ReLUs).
 """
 
 from __future__ import annotations
@@ -119,3 +117,40 @@ def test_onnx_export_loads_and_is_sound(cls, shape):
         assert "Gelu" in [type(n.op).__name__ for n in net.graph.nodes]
     lower, upper = _boxes(shape, 3, 0.05, 0)
     assert_sound(net, lower, upper)
+
+
+@pytest.mark.parametrize("cls,shape", [(MixedCNN, (1, 1, 6, 6)), (MixedMLP, (1, 4)), (AttentionBlock, (1, 4, 6))])
+def test_verify_end_to_end(cls, shape):
+    """Properties "output 0 >= t" on a box: t above the CROWN bound is unsat, t below a sampled value is sat
+    (with a witness the torch model confirms), and t in between must never be contradicted by sampling."""
+    import numpy as np
+
+    from verifier.spec.specification import Case, Specification
+
+    torch.manual_seed(0)
+    model = cls().eval()
+    net = verifier.from_torch(model, torch.rand(*shape))
+    lower, upper = _boxes(shape, 1, 0.05, 3)
+    samples = lower[0] + (upper[0] - lower[0]) * torch.rand(4000, *shape[1:])
+    with torch.no_grad():
+        outputs = model(samples).reshape(4000, -1)[:, 0]
+    bound = net.bounds(lower, upper).upper[0, 0].item()
+    C = -np.eye(net.output_size)[:1]                       # -y_0 <= -t  <=>  y_0 >= t
+    lo, hi = lower.reshape(-1).double().numpy(), upper.reshape(-1).double().numpy()
+
+    def decide(threshold: float):
+        spec = Specification(net.input_size, net.output_size, (Case(lo, hi, C, np.array([-threshold])),))
+        return verifier.verify(net, spec, timeout=20)
+
+    def confirmed(result, threshold: float) -> bool:
+        with torch.no_grad():
+            x = torch.as_tensor(result.counterexample.x, dtype=torch.float32).reshape(shape)
+            return model(x).reshape(-1)[0].item() >= threshold - 1e-5
+
+    assert decide(bound + 0.01).status == "unsat"
+    below = outputs.max().item() - 1e-3
+    sat = decide(below)
+    assert sat.status == "sat" and confirmed(sat, below)
+    middle_threshold = (outputs.max().item() + bound) / 2
+    middle = decide(middle_threshold)   # undecided by sampling: any answer, but a sat must be confirmed
+    assert middle.status != "sat" or confirmed(middle, middle_threshold)
