@@ -41,7 +41,8 @@ from verifier.ops.base import Interval
 @dataclass
 class ReluSplitOptions:
     """``batch``: domains bounded together (each gives two children); ``iterations``: alpha/beta steps per
-    batch; ``root_iterations``: alpha steps at the root; ``max_domains``: open domains before ``unknown``."""
+    batch; ``root_iterations``: alpha steps at the root; ``max_domains``: open domains before ``unknown``;
+    ``candidates``: neurons tried per split (filtered smart branching; 1 = the best score alone)."""
 
     batch: int = 256
     iterations: int = 20
@@ -49,6 +50,7 @@ class ReluSplitOptions:
     lr_alpha: float = 0.1
     lr_beta: float = 0.05
     max_domains: int = 200_000
+    candidates: int = 1
 
 
 @dataclass
@@ -209,48 +211,81 @@ class ReluBranchAndBound:
         return result, A_x, coefficients
 
     # -- branching ------------------------------------------------------------------------------------
-    def branch(self, domains: Domains, coefficients: dict[str, Tensor]) -> tuple[Domains, Tensor]:
-        """Both children of every domain, split on its best-scoring unstable ReLU; also returns a mask of the
-        domains that had no unstable ReLU left (they cannot be split)."""
+    def scores(self, domains: Domains, coefficients: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """BaBSR-style score ``[D, N_total]`` of every unstable, unsplit ReLU (-1 elsewhere), all layers
+        concatenated in the order of ``self.relu_inputs``, and the layer offsets ``[L + 1]``."""
         count = len(domains)
         hardest = self.problem.case_max(domains.lb).argmin(1)
         in_case = self.problem.row_case.unsqueeze(0) == hardest.unsqueeze(1)
         row = torch.where(in_case, domains.lb, torch.full_like(domains.lb, -torch.inf)).argmax(1)
-        scores, owners = [], []
+        scores = []
         for relu, pre in self.relu_inputs.items():
             lower, upper = domains.bounds[pre]
             lower, upper = lower.reshape(count, -1), upper.reshape(count, -1)
-            split = domains.splits[pre]
-            unstable = (lower < 0) & (upper > 0) & (split == 0)
+            unstable = (lower < 0) & (upper > 0) & (domains.splits[pre] == 0)
             A = coefficients.get(relu)
             if A is None:
                 a = torch.zeros_like(lower)
             else:
                 A = A.reshape(A.shape[0], A.shape[1], -1).expand(count, -1, -1)
                 a = A[torch.arange(count), row]
-            width = (upper - lower).clamp(min=1e-12)
-            intercept = -upper * lower / width
+            intercept = -upper * lower / (upper - lower).clamp(min=1e-12)
             score = a.clamp(max=0).neg() * intercept + 1e-4 * torch.minimum(upper, -lower).clamp(min=0)
             scores.append(torch.where(unstable, score, torch.full_like(score, -1.0)))
-            owners.append(pre)
-        flat = torch.cat(scores, 1)
-        best_score, best = flat.max(1)
-        stuck = best_score < 0
         sizes = [s.shape[1] for s in scores]
-        offsets = torch.tensor([0] + sizes).cumsum(0)
-        children = []
+        return torch.cat(scores, 1), torch.tensor([0] + sizes).cumsum(0)
+
+    def children(self, domains: Domains, neuron: Tensor, offsets: Tensor) -> Domains:
+        """Both children of every domain, splitting its neuron ``neuron`` (a flat index over all layers):
+        active children first, then inactive ones."""
+        parts = []
         for sign in (1, -1):
-            child = domains.select(torch.arange(count))
-            child = Domains(child.bounds, {k: v.clone() for k, v in child.splits.items()}, child.alphas, child.betas,
-                            child.lb)
-            for i, pre in enumerate(owners):
-                in_layer = (best >= offsets[i]) & (best < offsets[i + 1]) & ~stuck
+            splits = {k: v.clone() for k, v in domains.splits.items()}
+            for i, pre in enumerate(self.relu_inputs.values()):
+                in_layer = (neuron >= offsets[i]) & (neuron < offsets[i + 1])
                 if in_layer.any():
                     rows = in_layer.nonzero().flatten()
-                    child.splits[pre][rows, best[rows] - offsets[i]] = sign
-            children.append(child)
+                    splits[pre][rows, neuron[rows] - offsets[i]] = sign
+            parts.append(Domains(domains.bounds, splits, domains.alphas, domains.betas, domains.lb))
+        return Domains.cat(parts)
+
+    def branch(self, domains: Domains, coefficients: dict[str, Tensor]) -> tuple[Domains, Tensor]:
+        """Both children of every domain, split by *filtered smart branching*: the ``candidates`` best neurons
+        by score are each tried with one bound pass of both children (slopes and multipliers as in the
+        parent), and the split whose worse child has the highest bound wins. Also returns a mask of the
+        domains that had no unstable ReLU left (they cannot be split)."""
+        flat, offsets = self.scores(domains, coefficients)
+        k = min(self.options.candidates, flat.shape[1])
+        top_score, top = flat.topk(k, dim=1)
+        stuck = top_score[:, 0] < 0
         keep = ~stuck
-        return Domains.cat([children[0].select(keep), children[1].select(keep)]), stuck
+        domains, top, top_score = domains.select(keep), top[keep], top_score[keep]
+        live = len(domains)
+        if live == 0:
+            return domains, stuck
+        if k == 1:
+            return self.children(domains, top[:, 0], offsets), stuck
+        # every candidate's two children, bounded once without optimisation
+        repeated = domains.select(torch.arange(live).repeat_interleave(k))
+        trial = self.children(repeated, top.reshape(-1), offsets)
+        with torch.no_grad():
+            trial_lb = self.evaluate(trial)
+        worse = self.problem.case_max(trial_lb).min(1).values            # [2 * live * k], per child
+        worse = torch.maximum(worse[: live * k], worse[live * k :]).reshape(live, k)
+        worse = torch.where(top_score >= 0, worse, torch.full_like(worse, -torch.inf))
+        chosen = top[torch.arange(live), worse.argmax(1)]
+        return self.children(domains, chosen, offsets), stuck
+
+    def evaluate(self, domains: Domains) -> Tensor:
+        """One bound pass (no optimisation) of a batch of domains with their stored slopes and multipliers."""
+        count = len(domains)
+        bounds: dict[str, Interval] = {self.graph.input_name: (self.lower.expand(count, *self.lower.shape[1:]),
+                                                              self.upper.expand(count, *self.upper.shape[1:]))}
+        bounds.update(_clamp_to_splits(domains.bounds, domains.splits))
+        slopes = ReluSlopes.from_tensors(self.graph.output_name, domains.alphas)
+        hook = SplitConstraints(self.graph, self.relu_inputs, domains.splits, domains.betas, slopes)
+        value = backward_lower(self.graph, self.graph.output_name, self.spec, bounds, hook) - self.problem.d
+        return torch.maximum(value.detach(), domains.lb)
 
 
 def relu_split_search(

@@ -77,7 +77,7 @@ class Problem:
         values, case = self.case_max(self.margins(y)).min(1)
         return values, case
 
-    def restrict(self, keep_cases: Tensor) -> tuple["Problem", Tensor]:
+    def restrict(self, keep_cases: Tensor) -> tuple[Problem, Tensor]:
         """The problem with only the cases in ``keep_cases`` (``[n_cases]`` bool), and the mask of its rows
         among the original ones. Cases refuted on the whole box stay refuted on every part of it, so a
         search may drop them."""
