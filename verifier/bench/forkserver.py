@@ -3,7 +3,7 @@
 Run as ``python -m verifier.bench.forkserver`` by :class:`verifier.bench.forkclient.ForkServer`, which talks
 to it in JSON lines over its standard input and output::
 
-    server -> {"ready": true, "pid": P, "import_s": S}                     once, after the imports
+    server -> {"ready": true, "pid": P}                                    once, after the imports
     client -> {"target": ["module", "verifier"] | ["path", SCRIPT], "argv": [...], "stdout": FILE,
                "stderr": FILE, "env": {...}, "cwd": DIR}
     server -> {"started": PID}                                              the child is in its own session
@@ -18,8 +18,9 @@ have given (an uncaught exception: its traceback on stderr, exit code 1). The de
 
 Fork safety: the server only imports (torch, onnx, onnxruntime and the verification modules, including
 those the first verification would import lazily); it computes nothing, so no PyTorch or onnxruntime thread
-pool exists when it forks, and every session and pool is created in a child. Environment variables read at
-import time (``OMP_NUM_THREADS``, ...) take the server's values; ``VERIFIER_THREADS`` is read per child.
+pool exists when it forks (only OpenBLAS's, which is rebuilt after a fork), and every session and pool is
+created in a child. Environment variables read at import time (``OMP_NUM_THREADS``, ...) take the server's
+values; ``VERIFIER_THREADS`` is read per child.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import json
 import os
 import runpy
 import sys
-import time
 import traceback
 from typing import Any, NoReturn
 
@@ -174,10 +174,9 @@ def main() -> None:
     os.close(devnull)
     os.dup2(2, 1)  # a print() during an import must not corrupt the replies
     die_with_parent()
-    started = time.monotonic()
     preload()
     gc.freeze()  # the imported objects are shared with every child; keep its collector off their pages
-    _reply(replies, {"ready": True, "pid": os.getpid(), "import_s": time.monotonic() - started})
+    _reply(replies, {"ready": True, "pid": os.getpid()})
     serve(requests, replies)
 
 
