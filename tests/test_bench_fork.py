@@ -28,7 +28,8 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork isolation 
 def test_forked_instances_answer_as_their_own_processes_do(tmp_path):
     folder = tmp_path / "acas"
     folder.mkdir()
-    (folder / "instances.csv").write_text(f"{ONNX},{PROP_1},60\n{ONNX},{PROP_2},60\n")
+    (folder / "broken.vnnlib").write_text("(declare-const X_0 Real)\n(assert (<= X_0\n")  # cut short
+    (folder / "instances.csv").write_text(f"{ONNX},{PROP_1},60\n{ONNX},{PROP_2},60\n{ONNX},broken.vnnlib,60\n")
     instances = read_instances(folder / "instances.csv")
     reports = {isolation: run_benchmark(instances, BenchOptions(out=tmp_path / isolation, isolation=isolation),
                                         executor=InlineExecutor())
@@ -36,13 +37,15 @@ def test_forked_instances_answer_as_their_own_processes_do(tmp_path):
     # prop_1 is the model's verified property (models/make_models.py); prop_2 has a counterexample
     # (found by sampling in tests/test_bench_witness.py), checked here by the runner in onnxruntime
     for report in reports.values():
-        assert [o.result for o in report.outcomes] == ["unsat", "sat"]
+        assert [o.result for o in report.outcomes] == ["unsat", "sat", "error"]
         assert report.outcomes[1].witness == "valid"
-    answers = {isolation: [(o.result, o.witness, o.method, o.domains, o.exit_code) for o in report.outcomes]
+        assert report.outcomes[2].message.startswith("exit code 2: verifier verify: error: ")
+    answers = {isolation: [(o.result, o.witness, o.method, o.domains, o.exit_code, o.message)
+                           for o in report.outcomes]
                for isolation, report in reports.items()}
     assert answers["fork"] == answers["process"]
     assert reports["fork"].summary["run"]["isolation"] == "fork"
-    for outcome in reports["fork"].outcomes:  # the server's one-off import is charged to no instance
+    for outcome in reports["fork"].outcomes[:2]:  # the server's one-off import is charged to no instance
         assert outcome.verify_s > 0 and 0 < outcome.startup_s < 1.0 and outcome.peak_rss_mb > 0
         assert outcome.runtime_s == pytest.approx(outcome.startup_s + outcome.verify_s, abs=1e-3)
     assert 0 < reports["fork"].summary["run"]["startup_s"] < 1.0

@@ -137,6 +137,8 @@ def test_resume_after_kill_loses_nothing_and_duplicates_nothing(tmp_path, isolat
     assert after[:len(before)] == before  # nothing recorded before the kill was lost or rewritten
     assert sorted(Path(r["vnnlib"]).stem for r in after) == sorted(kinds)  # each instance exactly once
     assert "instances: 7 (" in (out / "summary.md").read_text()
+    if isolation == "fork":
+        return  # the rest does not depend on how instances run
 
     third = run_cli(*args, "--resume", "--json")  # nothing left: reports only
     assert third.returncode == 0 and rows_of(results) == after

@@ -72,7 +72,6 @@ class ForkServer:
         self._process: subprocess.Popen | None = None
         self._errors: Any = None
         self._buffer = b""
-        self.import_s: float | None = None
 
     def start(self) -> None:
         """Start the server and wait until it has imported the verifier."""
@@ -85,7 +84,6 @@ class ForkServer:
         ready = self._read(time.monotonic() + START_TIMEOUT, "to start")
         if not ready.get("ready"):
             self._broken(f"the fork server said {ready!r} instead of ready")
-        self.import_s = float(ready.get("import_s", 0.0))
 
     @property
     def alive(self) -> bool:
@@ -99,15 +97,9 @@ class ForkServer:
     def run(self, target: list[str], argv: list[str], stdout: str, stderr: str, env: dict[str, str],
             deadline: float) -> Exit:
         """Run one instance in a child; kill its process group at ``deadline`` (monotonic) if still running."""
-        self.ensure_started()
         request = {"target": target, "argv": argv, "stdout": stdout, "stderr": stderr, "env": env,
                    "cwd": os.getcwd()}
-        assert self._process is not None and self._process.stdin is not None
-        try:
-            self._process.stdin.write((json.dumps(request) + "\n").encode())
-            self._process.stdin.flush()
-        except OSError as error:
-            self._broken(f"the fork server is gone ({error})")
+        self._send((json.dumps(request) + "\n").encode())
         pid = int(self._read(time.monotonic() + REPLY_TIMEOUT, "to fork", expect="started")["started"])
         try:
             ended = self._read(deadline, "while it ran the instance", expect="ended", pid=pid)
@@ -125,6 +117,20 @@ class ForkServer:
             raise
         return Exit(int(ended["status"]), int(ended.get("maxrss_kib", 0)), killed)
 
+    def _send(self, data: bytes) -> None:
+        """Write a request; a server found dead meanwhile (it died idle) is replaced once."""
+        for attempt in range(2):
+            self.ensure_started()
+            assert self._process is not None and self._process.stdin is not None
+            try:
+                self._process.stdin.write(data)
+                self._process.stdin.flush()
+                return
+            except OSError as error:
+                if attempt:
+                    self._broken(f"the fork server is gone ({error})")
+                self.close()
+
     def _read(self, deadline: float, doing: str, expect: str = "ready", pid: int | None = None) -> dict[str, Any]:
         """The next reply, ``{}`` when ``deadline`` passes first (fatal for ``ready`` and ``started``)."""
         assert self._process is not None and self._process.stdout is not None
@@ -140,8 +146,11 @@ class ForkServer:
                 self._broken(f"the fork server died {doing}")
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
-        reply = json.loads(line)
-        if expect not in reply or (pid is not None and reply.get(expect) != pid):
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = {"garbled": line[:200].decode(errors="replace")}
+        if not isinstance(reply, dict) or expect not in reply or (pid is not None and reply.get(expect) != pid):
             self._broken(f"the fork server answered {reply!r} when {expect!r} was due")
         return reply
 

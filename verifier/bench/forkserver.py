@@ -138,10 +138,12 @@ def _redirect(request: dict[str, Any]) -> None:
 def _run_target(target: list[str]) -> int:
     """Run ``["module", NAME]`` or ``["path", SCRIPT]`` as ``__main__``; the exit code it ends with."""
     kind, name = target
-    try:
+    try:  # sys.path[0] as the interpreter sets it: the current folder for -m, else the script's folder
         if kind == "module":
+            sys.path[0] = os.getcwd()
             runpy.run_module(name, run_name="__main__", alter_sys=True)
         elif kind == "path":
+            sys.path[0] = os.path.dirname(os.path.abspath(name))
             runpy.run_path(name, run_name="__main__")
         else:
             raise ValueError(f"unknown target kind {kind!r}")
