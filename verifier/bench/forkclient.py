@@ -204,12 +204,14 @@ class ForkServer:
 
 
 _server: ForkServer | None = None
+_server_owner = 0
 
 
 def shared_server() -> ForkServer:
-    """This process's fork server (one per supervising process), created on first use."""
-    global _server
-    if _server is None:
-        _server = ForkServer()
+    """This process's fork server (one per supervising process), created on first use. A process forked from
+    one that had a server gets its own: the pipes it inherited belong to its parent's conversation."""
+    global _server, _server_owner
+    if _server is None or _server_owner != os.getpid():
+        _server, _server_owner = ForkServer(), os.getpid()
         atexit.register(_server.close)
     return _server
