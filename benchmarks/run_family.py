@@ -9,8 +9,9 @@ Each family (``../shared/benchmarks/<family>/``; missing ones are skipped) is ru
 process into ``bench_out/<family>/`` (results.csv, summary.md, cactus.png); ``--limit K`` takes K rows spread
 evenly over the family (every n/K-th row) rather than the first K, which in most families share one network.
 ``--resume`` continues an interrupted run. At the end, per family: the score table and how much of our
-runtime is process start-up (an empty ``python -c 'import verifier'``, measured once per run, and each
-instance's wall time less the verifier's own clock).
+runtime is start-up (each instance's wall time less the verifier's own clock; in process isolation also an
+empty ``python -c 'import verifier'``, measured once per run) and the run's wall time.
+``--isolation process|fork`` compares the two ways instances are isolated (``verifier bench --help``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def run_family(family: str, args: argparse.Namespace) -> dict | None:
         command.append("--overwrite")
     if args.command:
         command += ["--command", args.command]
+    if args.isolation:
+        command += ["--isolation", args.isolation]
     print(f"== {family}: {' '.join(command[1:])}", flush=True)
     finished = subprocess.run(command, cwd=ROOT)
     if finished.returncode not in (0, 1):
@@ -64,12 +67,15 @@ def startup_share(summary: dict, out: Path) -> str:
     wall = sum(float(r["runtime_s"] or 0) for r in rows)
     measured_rows = [float(r["startup_s"]) for r in rows if r["startup_s"]]  # errors report no own time
     startup = sum(measured_rows)
-    measured = summary["run"].get("startup_s")
-    measured_text = f"{measured:.2f} s" if measured is not None else "not measured"
+    run = summary["run"]
+    measured = run.get("startup_s")
+    measured_text = f"{measured:.3f} s" if measured is not None else "not measured"
+    how = ("fork of a warm server, median" if run.get("isolation") == "fork"
+           else "process, empty 'import verifier'")
     share = f"{100 * startup / wall:.0f}%" if wall else "-"
-    return (f"process start-up: empty 'import verifier' {measured_text}; per instance (wall - verifier's own "
-            f"time) {startup / max(len(measured_rows), 1):.2f} s on average, {share} of our {wall:.1f} s total "
-            "runtime")
+    return (f"start-up ({how}): {measured_text}; per instance (wall - verifier's own time) "
+            f"{startup / max(len(measured_rows), 1):.3f} s on average, {share} of our {wall:.1f} s total "
+            f"runtime; wall time of the run {run.get('wall_s', 0):.1f} s")
 
 
 def main() -> int:
@@ -82,6 +88,8 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier runs of these families")
     parser.add_argument("--command", help="verifier command passed to verifier bench --command")
+    parser.add_argument("--isolation", choices=["process", "fork"],
+                        help="passed to verifier bench --isolation (default: its own, fork where possible)")
     args = parser.parse_args()
     families = args.families
     if families == ["all"]:

@@ -1,11 +1,13 @@
 """A stand-in verifier for the benchmark runner's tests: misbehaves on purpose, chosen by the property's name.
 
 Called as ``python bench_fake_verifier.py ONNX VNNLIB --timeout T --results FILE --json`` (the contract of
-``verifier verify``). It imports neither torch nor the verifier, so it starts fast. Behaviour by the stem of
-VNNLIB: ``crash`` (exception, exit 1), ``segv`` (killed by SIGSEGV), ``oom`` (killed by SIGKILL, as by the
-out-of-memory killer), ``hang`` (ignores its timeout), ``late`` (answers unsat just after its timeout),
-``silent`` (exits 0 without a verdict), ``forged`` (sat with a made-up witness), ``slowN`` or ``slowN_anything``
-(unsat after N/10 s), anything else: unsat at once.
+``verifier verify``), in a process of its own or in a child of the fork server. It imports neither torch nor
+the verifier, so it starts fast. Behaviour by the stem of VNNLIB: ``crash`` (exception, exit 1), ``segv``
+(killed by SIGSEGV), ``oom`` (killed by SIGKILL, as by the out-of-memory killer), ``hang`` (ignores its
+timeout), ``late`` (answers unsat just after its timeout), ``silent`` (exits 0 without a verdict), ``forged``
+(sat with a made-up witness), ``slowN`` or ``slowN_anything`` (unsat after N/10 s), ``killparent`` (kills its
+parent, the fork server in fork isolation, then hangs), anything else: unsat at once. The answer's message
+is ``$BENCH_FAKE_NOTE`` (to check the environment an instance gets).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def main() -> int:
         os.kill(os.getpid(), signal.SIGSEGV)
     if kind == "oom":
         os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "killparent":
+        os.kill(os.getppid(), signal.SIGKILL)
+        kind = "hang"
     if kind == "hang":
         print("thinking forever", file=sys.stderr, flush=True)
         while True:
@@ -51,7 +56,7 @@ def main() -> int:
         witness = "((X_0 0.0)\n (X_1 0.0)\n (X_2 0.0)\n (X_3 0.0)\n (X_4 0.0)\n" \
                   " (Y_0 -100.0)\n (Y_1 100.0)\n (Y_2 100.0)\n (Y_3 100.0)\n (Y_4 100.0))\n"
     Path(args.results).write_text(f"{status}\n{witness}")
-    print(json.dumps({"status": status, "message": "", "stats": {"phases": {}},
+    print(json.dumps({"status": status, "message": os.environ.get("BENCH_FAKE_NOTE", ""), "stats": {"phases": {}},
                       "time_s": time.monotonic() - started}))
     return 0
 

@@ -1,5 +1,6 @@
 """Benchmark runs end to end: misbehaving instances are recorded and the run goes on, a run killed with
-SIGKILL resumes without duplicates or losses, the reports are written, and the real verifier is scored."""
+SIGKILL resumes without duplicates or losses (in both isolations: a process per instance, or a child of a
+warm fork server), the reports are written, and the real verifier is scored."""
 
 from __future__ import annotations
 
@@ -56,10 +57,12 @@ def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=env, timeout=300, **kwargs)
 
 
-def test_crashes_hangs_and_kills_are_recorded_and_the_run_goes_on(tmp_path):
+@pytest.mark.parametrize("isolation", ["process", "fork"])
+def test_crashes_hangs_and_kills_are_recorded_and_the_run_goes_on(tmp_path, isolation):
     kinds = ["ok", "crash", "segv", "oom", "hang", "silent", "late", "forged", "slow3"]
     instances = read_instances(family(tmp_path, kinds))
-    options = BenchOptions(out=tmp_path / "out", jobs=2, grace=1.5, command=FAKE, progress=True)
+    options = BenchOptions(out=tmp_path / "out", jobs=2, grace=1.5, command=FAKE, progress=True,
+                           isolation=isolation, env=(("BENCH_FAKE_NOTE", "from the runner"),))
     stream = io.StringIO()
     started = time.monotonic()
     report = run_benchmark(instances, options, stream=stream)
@@ -67,6 +70,7 @@ def test_crashes_hangs_and_kills_are_recorded_and_the_run_goes_on(tmp_path):
     by_kind = {Path(o.vnnlib).stem: o for o in report.outcomes}
     assert sorted(by_kind) == sorted(kinds) and len(rows_of(tmp_path / "out" / "results.csv")) == len(kinds)
     assert by_kind["ok"].result == "unsat" and by_kind["slow3"].result == "unsat"
+    assert by_kind["ok"].message == "from the runner"  # the instance got the run's extra environment
     assert by_kind["crash"].result == "error" and "exit code 1" in by_kind["crash"].message
     assert "RuntimeError: boom" in by_kind["crash"].message
     assert by_kind["segv"].result == "error" and "SIGSEGV" in by_kind["segv"].message
@@ -89,24 +93,29 @@ def test_crashes_hangs_and_kills_are_recorded_and_the_run_goes_on(tmp_path):
 
 
 def _processes_mentioning(text: str) -> list[int]:
+    """Processes (not this one) whose command line or environment contains ``text``."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and entry.name != str(os.getpid()):
             try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    found.append(int(entry.name))
+                seen = (entry / "cmdline").read_bytes() + b" " + (entry / "environ").read_bytes()
             except OSError:
-                pass
+                continue
+            if text in seen.replace(b"\0", b" ").decode(errors="replace"):
+                found.append(int(entry.name))
     return found
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for left-over processes")
-def test_resume_after_kill_loses_nothing_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("isolation", ["process", "fork"])
+def test_resume_after_kill_loses_nothing_and_duplicates_nothing(tmp_path, isolation):
     kinds = ["slow2_0", "slow2_1", "hang", "slow2_2", "slow2_3", "slow2_4", "slow2_5"]
     csv_path = family(tmp_path, kinds, timeout=3.0)
     out = tmp_path / "out"
-    args = [str(csv_path), "--out", str(out), "--jobs", "2", "--grace", "0.5", "--command", " ".join(FAKE)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    args = [str(csv_path), "--out", str(out), "--jobs", "2", "--grace", "0.5", "--command", " ".join(FAKE),
+            "--isolation", isolation]
+    # marks every process of the run (a forked instance's command line is its fork server's)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_TEST_RUN=str(tmp_path))
     run = subprocess.Popen([sys.executable, "-m", "verifier", "bench", *args], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     results = out / "results.csv"
@@ -128,6 +137,8 @@ def test_resume_after_kill_loses_nothing_and_duplicates_nothing(tmp_path):
     assert after[:len(before)] == before  # nothing recorded before the kill was lost or rewritten
     assert sorted(Path(r["vnnlib"]).stem for r in after) == sorted(kinds)  # each instance exactly once
     assert "instances: 7 (" in (out / "summary.md").read_text()
+    if isolation == "fork":
+        return  # the rest does not depend on how instances run
 
     third = run_cli(*args, "--resume", "--json")  # nothing left: reports only
     assert third.returncode == 0 and rows_of(results) == after

@@ -5,9 +5,10 @@ The path from a file on disk to a report::
     instances.csv --(instances)--> Instance rows --(runner: executor, worker)--> Outcome per instance
         --(store)--> results.csv --(score, against truth: ground_truth.csv)--> (report) summary.md, cactus.png
 
-Every instance runs in its own verifier process under a hard deadline (``worker``); an executor decides where
-(``executor``: a local process pool; a distributed engine can replace it). ``sat`` answers are re-checked in
-onnxruntime by the runner itself (``witness``).
+Every instance runs in its own verifier process under a hard deadline (``worker``): a fresh one, or a child
+forked by a warm server that imported the verifier once (``forkserver``, ``forkclient``); an executor decides
+where (``executor``: a local process pool; a distributed engine can replace it). ``sat`` answers are
+re-checked in onnxruntime by the runner itself (``witness``).
 """
 
 from verifier.bench.executor import Executor, InlineExecutor, LocalExecutor

@@ -2,9 +2,10 @@
 
 :class:`LocalExecutor` runs tasks on this machine through the standard library's process pool
 (:class:`concurrent.futures.ProcessPoolExecutor`, ``jobs`` workers, spawned). Each worker only *supervises*:
-it starts the instance's own verifier process, enforces the deadline and checks the witness
-(:func:`verifier.bench.worker.run_task`), so a crash, hang or out-of-memory kill of an instance never takes a
-worker, the pool or the run down with it; workers and instances die with the run if it is killed.
+it starts the instance's own verifier process (fresh, or forked by the worker's own warm fork server),
+enforces the deadline and checks the witness (:func:`verifier.bench.worker.run_task`), so a crash, hang or
+out-of-memory kill of an instance never takes a worker, the pool or the run down with it; workers, their fork
+servers and instances die with the run if it is killed.
 
 A distributed engine (a cluster queue, Ray, Dask...) takes the place of :class:`LocalExecutor` by
 implementing :class:`Executor` around the same :func:`run_task`.

@@ -103,18 +103,25 @@ def summary_dict(scores: Sequence[FamilyScore], run: dict[str, Any]) -> dict[str
     }
 
 
+def startup_line(run: dict[str, Any]) -> str:
+    """What each instance paid before the verifier's clock started, per the run's isolation."""
+    startup = _seconds(run.get("startup_s"), 3)
+    if run.get("isolation") == "fork":
+        return (f"isolation fork: instance start-up (fork of a warm server that imported the verifier once per "
+                f"worker; median over the instances run now): {startup} s")
+    return f"isolation process: process start-up (`python -c 'import verifier'`, measured once): {startup} s"
+
+
 def write_summary(scores: Sequence[FamilyScore], run: dict[str, Any], path: str | Path) -> None:
     """``summary.md``: the table, every disagreement, new answers, and the rules the numbers follow."""
-    startup = run.get("startup_s")
     lines = [
         "# Benchmark run",
         "",
         f"- command: `{run.get('command', '')}`",
         f"- instances: {run.get('instances', '?')} ({run.get('ran', '?')} run now, {run.get('resumed', 0)} "
         f"from an earlier run); jobs {run.get('jobs', '?')}; timeout scale {run.get('timeout_scale', 1)}",
-        f"- process start-up (`python -c 'import verifier'`, measured once): {_seconds(startup)} s; every "
-        "runtime includes it, as in VNN-COMP; the last column subtracts each instance's own start-up "
-        "(its wall time less the time the verifier reports)",
+        f"- {startup_line(run)}; every runtime includes it, as in VNN-COMP; the last column subtracts each "
+        "instance's own start-up (its wall time less the time the verifier reports)",
         f"- wall time of this session: {_seconds(run.get('wall_s'), 1)} s",
         "",
         "## Results per family",

@@ -24,7 +24,7 @@ from verifier.bench.report import disagreement_lines, plot_cactus, summary_dict,
 from verifier.bench.score import FamilyScore, score_family
 from verifier.bench.store import ResultStore
 from verifier.bench.truth import GroundTruth, read_ground_truth
-from verifier.bench.worker import Task, _now, measure_startup
+from verifier.bench.worker import FORK_STARTUP, Task, _now, measure_startup, resolve_isolation
 from verifier.progress import Progress
 
 #: a task whose executor broke this many times (its worker died each time) is recorded as an error
@@ -36,7 +36,8 @@ class BenchOptions:
     """How to run: ``out`` folder, parallel ``jobs``, ``timeout_scale`` on every row's timeout, ``grace``
     seconds past it before a kill, ``resume``/``overwrite`` of an existing results.csv, the verifier
     ``command`` (default ``python -m verifier verify``), ``progress`` bar (None: when stderr is a terminal),
-    the ``command_line`` recorded in the summary and extra ``env`` variables for the instances' processes."""
+    the ``command_line`` recorded in the summary, extra ``env`` variables for the instances' processes and
+    their ``isolation`` (``process`` or ``fork``; None: fork where possible unless a ``command`` is given)."""
 
     out: Path
     jobs: int = 1
@@ -48,6 +49,7 @@ class BenchOptions:
     progress: bool | None = None
     command_line: str = ""
     env: tuple[tuple[str, str], ...] = ()
+    isolation: str | None = None
 
 
 @dataclass
@@ -75,13 +77,16 @@ def run_benchmark(instances: Sequence[Instance], options: BenchOptions, executor
     selected = {instance.key for instance in instances}
     pending = [instance for instance in instances if instance.key not in recorded]
     resumed = len(instances) - len(pending)
-    startup = measure_startup(options.command) if pending else _earlier_startup(out)
+    isolation = resolve_isolation(options.isolation, options.command)
+    startup = None
     if pending:
+        # what each instance pays before the verifier's clock starts, kept off its budget
+        budget_startup = measure_startup(options.command) if isolation == "process" else FORK_STARTUP
         own = executor is None
         executor = executor or LocalExecutor(options.jobs)
         try:
-            _run_pending(pending, options, executor, store, startup, stream, resumed, len(instances),
-                         [o for k, o in recorded.items() if k in selected])
+            _run_pending(pending, options, executor, store, budget_startup, isolation, stream, resumed,
+                         len(instances), [o for k, o in recorded.items() if k in selected])
         except BaseException:  # interrupted: leave at once; the workers and their instances die with us
             if own:
                 executor.shutdown(wait=False)
@@ -89,10 +94,16 @@ def run_benchmark(instances: Sequence[Instance], options: BenchOptions, executor
         if own:
             executor.shutdown()
     by_key = store.load()
+    if not pending:
+        startup, isolation = _earlier_run(out, "startup_s"), _earlier_run(out, "isolation") or isolation
+    elif isolation == "process":
+        startup = budget_startup
+    else:  # fork start-up is too short to measure apart: the median of this run's instances
+        startup = _median_startup(by_key, pending)
     outcomes = [by_key[instance.key] for instance in instances if instance.key in by_key]
     scores = _score(instances, by_key, truth_files or {})
     run = {"command": options.command_line, "out": str(out), "instances": len(instances), "ran": len(pending),
-           "resumed": resumed, "jobs": options.jobs, "timeout_scale": options.timeout_scale,
+           "resumed": resumed, "jobs": options.jobs, "isolation": isolation, "timeout_scale": options.timeout_scale,
            "grace_s": options.grace, "startup_s": startup, "wall_s": time.monotonic() - started,
            "verifier": " ".join(options.command) if options.command else "python -m verifier verify",
            "finished_at": _now()}
@@ -104,10 +115,11 @@ def run_benchmark(instances: Sequence[Instance], options: BenchOptions, executor
 
 
 def _run_pending(pending: list[Instance], options: BenchOptions, executor: Executor, store: ResultStore,
-                 startup: float, stream: TextIO, resumed: int, total: int, earlier: list[Outcome]) -> None:
+                 startup: float, isolation: str, stream: TextIO, resumed: int, total: int,
+                 earlier: list[Outcome]) -> None:
     artifacts = Path(options.out) / "instances"
     queue = [Task(instance, instance.timeout * options.timeout_scale, artifacts / instance.category,
-                  options.command, options.grace, startup, options.env)
+                  options.command, options.grace, startup, options.env, isolation)
              for instance in pending]
     queue.reverse()  # pop() from the end runs them in file order
     attempts: dict[tuple[str, str, str], int] = {}
@@ -186,12 +198,20 @@ def _score(instances: Sequence[Instance], by_key: dict[tuple[str, str, str], Out
     return scores
 
 
-def _earlier_startup(out: Path) -> float | None:
-    """The start-up measured by the run that wrote ``out/summary.json`` (nothing left to run now)."""
+def _median_startup(by_key: dict[tuple[str, str, str], Outcome], ran: list[Instance]) -> float | None:
+    """The median start-up (wall time less the verifier's own clock) of the instances run now."""
+    import statistics
+
+    measured = [by_key[i.key].startup_s for i in ran if i.key in by_key and by_key[i.key].startup_s is not None]
+    return statistics.median(measured) if measured else None
+
+
+def _earlier_run(out: Path, key: str) -> Any:
+    """``key`` of the run that wrote ``out/summary.json`` (nothing left to run now), or None."""
     import json
 
     try:
-        return float(json.loads((out / "summary.json").read_text())["run"]["startup_s"])
+        return json.loads((out / "summary.json").read_text())["run"][key]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

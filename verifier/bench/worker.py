@@ -1,22 +1,28 @@
-"""Run one instance in its own process, under a hard deadline, and turn what it left behind into an Outcome.
+"""Run one instance in a process of its own, under a hard deadline, and turn what it left into an Outcome.
 
-The verifier runs as a separate command (by default ``python -m verifier verify``) in its own process group::
+The verifier's contract is a command (by default ``python -m verifier verify``)::
 
     COMMAND ONNX VNNLIB --timeout T' --results FILE --json
 
-where ``T'`` is the instance's timeout less the measured process start-up, so that the answer, start-up
-included, comes within the timeout as VNN-COMP counts it. The process is killed (its whole group) when it is
-still running ``grace`` seconds after the timeout; it also dies with the process supervising it. A crash, a
-kill (out of memory: SIGKILL), a hang or missing output becomes an ``error`` outcome with a message; nothing
-of it reaches the caller as an exception. Any command that follows this contract can be benchmarked; the
-verdict is read from the last JSON line of its standard output, else from the first line of the result file.
+where ``T'`` is the instance's timeout less the expected start-up, so that the answer, start-up included,
+comes within the timeout as VNN-COMP counts it. It runs in one of two ways (``Task.isolation``):
+
+- ``process``: a fresh process of the command, in its own process group (any program can be benchmarked);
+- ``fork``: a child forked by a warm fork server that has imported the verifier once
+  (:mod:`verifier.bench.forkclient`); only for Python commands of this interpreter (``PYTHON -m MODULE`` or
+  ``PYTHON SCRIPT.py``), run in the child as the interpreter would run them, at a start-up of milliseconds.
+
+Either way the instance's process group is killed when it is still running ``grace`` seconds after the
+timeout, and it dies with the process supervising it. A crash, a kill (out of memory: SIGKILL), a hang or
+missing output becomes an ``error`` outcome with a message; nothing of it reaches the caller as an
+exception. The verdict is read from the last JSON line of its standard output, else from the first line of
+the result file.
 
 :func:`run_task` is the unit of work an executor runs; it takes and returns plain picklable data.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -28,9 +34,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from verifier.bench.forkclient import Exit, ForkServer, ForkServerError, python_target, shared_server
 from verifier.bench.instances import Instance
 from verifier.bench.outcome import Outcome
+from verifier.bench.processes import PARENT_DEATH_SIGNAL, child_env, die_with_parent, kill_group, signal_name
 from verifier.bench.witness import WitnessVerdict, _one_line, check_result_text, check_witness
+
+__all__ = ["ISOLATIONS", "Task", "default_command", "die_with_parent", "measure_startup", "resolve_isolation",
+           "run_task"]
+
+#: how an instance is isolated: its own process, or a child of a warm fork server
+ISOLATIONS = ("process", "fork")
+#: the start-up expected of an instance forked by a warm server (measured: 10-30 ms), kept off its budget
+FORK_STARTUP = 0.05
 
 #: verdict words other tools write in result files, mapped to ours (VNN-COMP 2021 used holds/violated)
 VERDICT_ALIASES = {"holds": "unsat", "violated": "sat", "unsat": "unsat", "sat": "sat", "unknown": "unknown",
@@ -42,6 +58,22 @@ def default_command() -> tuple[str, ...]:
     return (sys.executable, "-m", "verifier", "verify")
 
 
+def resolve_isolation(isolation: str | None, command: tuple[str, ...] = ()) -> str:
+    """The isolation to use: ``fork`` by default where ``os.fork`` exists and no other command is given,
+    else ``process``; an explicit ``fork`` needs ``os.fork`` and a command a fork server can run."""
+    if isolation is None:
+        return "fork" if hasattr(os, "fork") and not command else "process"
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
+    if isolation == "fork":
+        if not hasattr(os, "fork"):
+            raise ValueError("fork isolation needs os.fork (Linux, macOS); use process isolation")
+        if command and python_target(command) is None:
+            raise ValueError(f"fork isolation runs only 'PYTHON -m MODULE ...' or 'PYTHON SCRIPT.py ...' with "
+                             f"this interpreter ({sys.executable}); {' '.join(command)!r} needs process isolation")
+    return isolation
+
+
 @dataclass(frozen=True)
 class Task:
     """One instance to run: what, under which limits, and where its files go.
@@ -49,7 +81,8 @@ class Task:
     ``timeout``: seconds (already scaled) within which the answer must come, process start-up included;
     ``grace``: how long past it the process may run before it is killed; ``startup``: the expected process
     start-up, subtracted from the budget handed to the verifier; ``artifacts``: folder for the instance's
-    result file (``NAME.result``), standard output (``NAME.json``) and standard error (``NAME.log``).
+    result file (``NAME.result``), standard output (``NAME.json``) and standard error (``NAME.log``);
+    ``isolation``: ``process`` or ``fork`` (see the module docstring; resolved by :func:`resolve_isolation`).
     """
 
     instance: Instance
@@ -59,10 +92,12 @@ class Task:
     grace: float = 5.0
     startup: float = 0.0
     env: tuple[tuple[str, str], ...] = ()
+    isolation: str = "process"
 
 
 def run_task(task: Task) -> Outcome:
-    """Run ``task``'s instance in a fresh process and return its outcome; never raises for the instance's faults."""
+    """Run ``task``'s instance in a process of its own and return its outcome; never raises for the instance's
+    faults."""
     instance = task.instance
     task.artifacts.mkdir(parents=True, exist_ok=True)
     result_file = task.artifacts / f"{instance.name}.result"
@@ -70,29 +105,35 @@ def run_task(task: Task) -> Outcome:
     stderr_file = task.artifacts / f"{instance.name}.log"
     result_file.unlink(missing_ok=True)
     budget = max(task.timeout - task.startup, min(1.0, task.timeout))
-    argv = [*(task.command or default_command()), str(instance.onnx_path), str(instance.vnnlib_path),
-            "--timeout", f"{budget:.3f}", "--results", str(result_file), "--json"]
+    arguments = [str(instance.onnx_path), str(instance.vnnlib_path), "--timeout", f"{budget:.3f}", "--results",
+                 str(result_file), "--json"]
+    command = task.command or default_command()
     outcome = Outcome(instance.category, instance.onnx, instance.vnnlib, result="error", runtime_s=0.0,
                       timeout_s=task.timeout)
     start = time.monotonic()
     try:
-        with open(stdout_file, "wb") as out, open(stderr_file, "wb") as err:
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                       env=_child_env(task.env), start_new_session=True,
-                                       preexec_fn=_PARENT_DEATH_SIGNAL)
-            try:
-                exit_code, peak_rss_kib, killed = _wait(process, start + task.timeout + task.grace)
-            except BaseException:  # interrupted: the instance must not outlive its supervisor's task
-                _kill_group(process.pid)
-                process.wait()
-                raise
+        if task.isolation == "fork":
+            server = shared_server()
+            server.ensure_started()  # a fresh server's imports are paid once, on no instance's clock
+            start = time.monotonic()
+            ended = _run_forked(server, command, arguments, stdout_file, stderr_file, task.env,
+                                start + task.timeout + task.grace)
+        else:
+            ended = _run_process([*command, *arguments], stdout_file, stderr_file, task.env,
+                                 start + task.timeout + task.grace)
     except OSError as error:
-        outcome.message = f"could not start {argv[0]}: {_one_line(error)}"
+        outcome.message = f"could not start {command[0]}: {_one_line(error)}"
         outcome.finished_at = _now()
         return outcome
+    except ForkServerError as error:
+        outcome.runtime_s = time.monotonic() - start
+        outcome.message = _one_line(error)
+        outcome.finished_at = _now()
+        return outcome
+    exit_code, killed = ended.code, ended.killed
     outcome.runtime_s = time.monotonic() - start
     outcome.exit_code = exit_code
-    outcome.peak_rss_mb = peak_rss_kib / 1024.0
+    outcome.peak_rss_mb = ended.peak_rss_kib / 1024.0
     outcome.finished_at = _now()
     stderr_tail = _last_line(stderr_file)
     if killed:
@@ -100,7 +141,7 @@ def run_task(task: Task) -> Outcome:
                            + (f"; last output: {stderr_tail}" if stderr_tail else ""))
         return outcome
     if exit_code < 0:
-        name = _signal_name(-exit_code)
+        name = signal_name(-exit_code)
         hint = " (out of memory?)" if -exit_code == signal.SIGKILL else ""
         outcome.message = f"killed by {name}{hint}" + (f"; last output: {stderr_tail}" if stderr_tail else "")
         return outcome
@@ -139,11 +180,35 @@ def _check(task: Task, result_file: Path, payload: dict[str, Any] | None) -> Wit
     return WitnessVerdict(False, "sat without a counterexample")
 
 
-def _wait(process: subprocess.Popen, deadline: float) -> tuple[int, int, bool]:
+def _run_process(argv: list[str], stdout_file: Path, stderr_file: Path, env: tuple[tuple[str, str], ...],
+                 deadline: float) -> Exit:
+    """Run ``argv`` in a fresh process (own session, dies with us) until it ends or ``deadline`` passes."""
+    with open(stdout_file, "wb") as out, open(stderr_file, "wb") as err:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=child_env(env),
+                                   start_new_session=True, preexec_fn=PARENT_DEATH_SIGNAL)
+        try:
+            return _wait(process, deadline)
+        except BaseException:  # interrupted: the instance must not outlive its supervisor's task
+            kill_group(process.pid)
+            process.wait()
+            raise
+
+
+def _run_forked(server: ForkServer, command: tuple[str, ...], arguments: list[str], stdout_file: Path,
+                stderr_file: Path, env: tuple[tuple[str, str], ...], deadline: float) -> Exit:
+    """Run ``command arguments`` as a child of the warm fork ``server``."""
+    found = python_target(command)
+    if found is None:
+        raise ForkServerError(f"fork isolation cannot run {' '.join(command)!r}; use process isolation")
+    target, leading = found
+    argv = [target[1], *leading, *arguments]
+    return server.run(target, argv, str(stdout_file), str(stderr_file), child_env(env), deadline)
+
+
+def _wait(process: subprocess.Popen, deadline: float) -> Exit:
     """Wait for ``process`` until ``deadline`` (monotonic), then kill its process group.
 
-    Returns ``(exit code, peak RSS in KiB, killed)``; a negative exit code is the signal that ended it. The
-    group is also killed after a normal exit so nothing the instance left running survives it.
+    The group is also killed after a normal exit so nothing the instance left running survives it.
     """
     pause, killed = 0.005, False
     while True:
@@ -155,54 +220,14 @@ def _wait(process: subprocess.Popen, deadline: float) -> tuple[int, int, bool]:
             break
         if time.monotonic() >= deadline:
             killed = True
-            _kill_group(process.pid)
+            kill_group(process.pid)
             break
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
-    _kill_group(process.pid)  # the leader is a zombie until reaped, so its group id cannot be reused yet
+    kill_group(process.pid)  # the leader is a zombie until reaped, so its group id cannot be reused yet
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, int(usage.ru_maxrss), killed
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _parent_death_signal():
-    """A ``preexec_fn`` that makes the child die with SIGKILL when its parent dies (Linux prctl), or None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def set_parent_death_signal() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGKILL))
-
-    return set_parent_death_signal
-
-
-_PARENT_DEATH_SIGNAL = _parent_death_signal()
-
-
-def die_with_parent() -> None:
-    """Make this process die when its parent does (an executor's worker initializer)."""
-    if _PARENT_DEATH_SIGNAL is not None:
-        _PARENT_DEATH_SIGNAL()
-
-
-def _child_env(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[2])  # so `python -m verifier` finds this very package
-    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.update(dict(extra))
-    return env
+    return Exit(process.returncode, int(usage.ru_maxrss), killed)
 
 
 def _json_payload(path: Path) -> dict[str, Any] | None:
@@ -259,13 +284,6 @@ def _last_line(path: Path) -> str:
     return _one_line(lines[-1]) if lines else ""
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -276,6 +294,6 @@ def measure_startup(command: tuple[str, ...] = ()) -> float:
     if command and tuple(command) != default_command():
         return 0.0
     start = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import verifier"], env=_child_env(),
+    subprocess.run([sys.executable, "-c", "import verifier"], env=child_env(),
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return time.monotonic() - start
