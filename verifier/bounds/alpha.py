@@ -1,10 +1,14 @@
-"""alpha-CROWN: optimised lower slopes for unstable ReLUs (Xu et al. 2021, "Fast and Complete").
+"""alpha-CROWN: optimised relaxation slopes (Xu et al. 2021, "Fast and Complete").
 
 Any lower line ``alpha * x`` with ``alpha in [0, 1]`` is a sound relaxation of an unstable ReLU, so the
 CROWN bound of each specification row is a valid bound for every choice of the slopes, and the slopes can
-be optimised (projected gradient ascent with Adam) per domain, per row and per neuron to tighten it. The
-pre-activation bounds stay fixed; only the final bound's slopes are optimised. The best bound seen over
-the iterations is kept row by row (each iterate is sound).
+be optimised (projected gradient ascent with Adam) per domain, per row and per neuron to tighten it.
+S-shaped activations (Sigmoid, Tanh, Erf) get both their lines optimised the same way: their intercepts
+are exact for any slope (:meth:`verifier.ops.activation.SShaped.relax_with_slopes`), so every slope is
+sound and the projection onto the derivative's range on the box only keeps the search where it helps.
+:func:`optimize_slopes` keeps the pre-activation bounds fixed and optimises the final bound's slopes;
+:func:`optimize_all_slopes` optimises the intermediate bounds' slopes too. The best bound seen over the
+iterations is kept row by row (each iterate is sound).
 """
 
 from __future__ import annotations
@@ -18,9 +22,55 @@ from verifier.bounds.crown import backward_lower
 from verifier.cancel import checkpoint
 from verifier.ir import Graph, Node
 from verifier.kernels import relu_backward
-from verifier.ops.activation import Relu
+from verifier.ops.activation import Relu, SShaped
 from verifier.ops.base import Interval
-from verifier.primitives import relu_default_lower_slope
+from verifier.primitives import relaxed_backward, relu_default_lower_slope
+
+
+def has_slopes(node: Node) -> bool:
+    """Whether alpha-CROWN optimises this node's relaxation (ReLU and S-shaped activations)."""
+    return isinstance(node.op, (Relu, SShaped))
+
+
+def default_slopes(node: Node, lower: Tensor, upper: Tensor, rows: int) -> Tensor:
+    """CROWN's slopes for ``node`` on pre-activation bounds ``[B, *shape]``, one copy per specification row:
+    the ReLU lower slope ``[B, rows, *shape]``, or the S-shaped lower and upper slopes ``[B, rows, 2, *shape]``."""
+    if isinstance(node.op, Relu):
+        value = relu_default_lower_slope(lower, upper)
+    else:
+        relaxation = node.op.relax(lower, upper)
+        value = torch.stack([relaxation.lower_slope, relaxation.upper_slope], 1)
+    return value.unsqueeze(1).expand(-1, rows, *value.shape[1:]).clone()
+
+
+def slope_step(node: Node, A: Tensor, bounds: dict[str, Interval], slope: Tensor,
+               ranges: dict | None = None, key=None) -> tuple[list[Tensor], Tensor | None]:
+    """The CROWN backward step through ``node`` with the given slopes (see :func:`default_slopes`); for
+    S-shaped nodes the derivative's range on the box is recorded in ``ranges[key]`` for the projection."""
+    lower, upper = bounds[node.inputs[0]]
+    if isinstance(node.op, Relu):
+        A_in, bias = relu_backward(A, lower, upper, slope)
+        return [A_in], bias
+    if ranges is not None:
+        low, high = node.op.slope_range(lower.detach(), upper.detach())
+        ranges[key] = (low.unsqueeze(1), high.unsqueeze(1))
+    relaxation = node.op.relax_with_slopes(lower, upper, slope[:, :, 0], slope[:, :, 1])
+    A_in, bias = relaxed_backward(A, relaxation)
+    return [A_in], bias
+
+
+def project_slopes(slopes: dict, ranges: dict) -> None:
+    """In place: ReLU slopes into ``[0, 1]``; S-shaped slopes (the keys of ``ranges``) into the derivative's
+    range last seen (left as they are before the first backward pass records it)."""
+    with torch.no_grad():
+        for key, value in slopes.items():
+            if key not in ranges:
+                value.clamp_(0, 1)
+            elif ranges[key] is not None:
+                low, high = ranges[key]
+                for side in (0, 1):
+                    part = value[:, :, side]
+                    part.copy_(torch.maximum(torch.minimum(part, high), low))
 
 
 @dataclass
@@ -32,43 +82,48 @@ class AlphaOptions:
 
 
 class ReluSlopes:
-    """Optimisable lower slopes ``[B, K, *shape]`` for each ReLU of a graph, used as a CROWN backward hook."""
+    """Optimisable slopes of the final bound for each ReLU (``[B, K, *shape]``) and S-shaped activation
+    (``[B, K, 2, *shape]``, lower and upper line) of a graph, used as a CROWN backward hook."""
 
     def __init__(self, graph: Graph, bounds: dict[str, Interval], rows: int, initial: ReluSlopes | None = None):
         self.start = graph.output_name
         self.slopes: dict[str, Tensor] = {}
+        self.ranges: dict[str, tuple[Tensor, Tensor] | None] = {}
         for node in graph.nodes:
-            if not isinstance(node.op, Relu):
+            if not has_slopes(node):
                 continue
             lower, upper = bounds[node.inputs[0]]
+            if isinstance(node.op, SShaped):
+                self.ranges[node.name] = None
             if initial is not None and node.name in initial.slopes:
-                value = initial.slopes[node.name].detach().expand(lower.shape[0], rows, *lower.shape[1:]).clone()
+                value = initial.slopes[node.name].detach()
+                value = value.expand(lower.shape[0], rows, *value.shape[2:]).clone()
             else:
-                value = relu_default_lower_slope(lower, upper).unsqueeze(1).expand(-1, rows, *lower.shape[1:]).clone()
+                value = default_slopes(node, lower, upper, rows)
             self.slopes[node.name] = value.requires_grad_(True)
 
     @classmethod
-    def from_tensors(cls, start: str, slopes: dict[str, Tensor]) -> ReluSlopes:
-        """Slopes given directly (``[B, K, *shape]`` per ReLU node), made optimisable."""
+    def from_tensors(cls, start: str, slopes: dict[str, Tensor], graph: Graph | None = None) -> ReluSlopes:
+        """Slopes given directly (``[B, K, *shape]`` per ReLU node, ``[B, K, 2, *shape]`` per S-shaped
+        one), made optimisable."""
         self = cls.__new__(cls)
         self.start = start
         self.slopes = {k: v.detach().clone().requires_grad_(True) for k, v in slopes.items()}
+        self.ranges = {}
+        if graph is not None:
+            self.ranges = {n.name: None for n in graph.nodes if isinstance(n.op, SShaped) and n.name in slopes}
         return self
 
     def parameters(self) -> list[Tensor]:
         return list(self.slopes.values())
 
     def clamp_(self) -> None:
-        with torch.no_grad():
-            for value in self.slopes.values():
-                value.clamp_(0, 1)
+        project_slopes(self.slopes, self.ranges)
 
     def __call__(self, node: Node, start: str, A: Tensor, bounds: dict[str, Interval]):
         if start != self.start or node.name not in self.slopes:
             return None
-        lower, upper = bounds[node.inputs[0]]
-        A_in, bias = relu_backward(A, lower, upper, self.slopes[node.name])
-        return [A_in], bias
+        return slope_step(node, A, bounds, self.slopes[node.name], self.ranges, node.name)
 
 
 def optimize_slopes(
@@ -94,11 +149,14 @@ def optimize_slopes(
         checkpoint()
         with torch.enable_grad():
             value = backward_lower(graph, graph.output_name, spec, bounds, step) - offset
-            best = value.detach() if best is None else torch.maximum(best, value.detach())
+            current = value.detach().nan_to_num(nan=-torch.inf)   # a NaN bound proves nothing
+            best = current if best is None else torch.maximum(best, current)
             if optimizer is None or bool((best > 0).all()):
                 break
             # rows already proved need no more work; the others are pushed up to zero
             loss = -value.clamp(max=0).masked_fill(best > 0, 0).sum()
+            if not torch.isfinite(loss):
+                break
             optimizer.zero_grad()
             loss.backward()
         optimizer.step()
@@ -115,39 +173,38 @@ def _chain(first, second):
 
 
 class IntermediateSlopes:
-    """Optimisable ReLU lower slopes for every (bounded tensor, upstream ReLU) pair: the slopes used when
-    CROWN bounds the pre-activation tensor ``start`` (rows: its refined neurons, lower then upper) and
-    when it bounds the final specification."""
+    """Optimisable slopes (as in :class:`ReluSlopes`) for every (bounded tensor, upstream activation) pair:
+    the slopes used when CROWN bounds the pre-activation tensor ``start`` (rows: its refined neurons, lower
+    then upper) and when it bounds the final specification."""
 
     def __init__(self, graph: Graph, bounds: dict[str, Interval], rows: dict[str, int]):
         self.slopes: dict[tuple[str, str], Tensor] = {}
+        self.ranges: dict[tuple[str, str], tuple[Tensor, Tensor] | None] = {}
         for start, count in rows.items():
-            # a backward pass from ``start`` goes through every ReLU up to and including ``start`` itself
+            # a backward pass from ``start`` goes through every activation up to and including ``start``
             for node in graph.nodes[: graph.position(start) + 1]:
-                if isinstance(node.op, Relu):
+                if has_slopes(node):
                     lower, upper = bounds[node.inputs[0]]
-                    default = relu_default_lower_slope(lower, upper).unsqueeze(1)
-                    value = default.expand(-1, count, *lower.shape[1:]).clone()
-                    self.slopes[(start, node.name)] = value.requires_grad_(True)
+                    key = (start, node.name)
+                    self.slopes[key] = default_slopes(node, lower, upper, count).requires_grad_(True)
+                    if isinstance(node.op, SShaped):
+                        self.ranges[key] = None
 
     def parameters(self) -> list[Tensor]:
         return list(self.slopes.values())
 
     def clamp_(self) -> None:
-        with torch.no_grad():
-            for value in self.slopes.values():
-                value.clamp_(0, 1)
+        project_slopes(self.slopes, self.ranges)
 
     def numel(self) -> int:
         return sum(v.numel() for v in self.slopes.values())
 
     def __call__(self, node: Node, start: str, A: Tensor, bounds: dict[str, Interval]):
-        slope = self.slopes.get((start, node.name))
+        key = (start, node.name)
+        slope = self.slopes.get(key)
         if slope is None:
             return None
-        lower, upper = bounds[node.inputs[0]]
-        A_in, bias = relu_backward(A, lower, upper, slope)
-        return [A_in], bias
+        return slope_step(node, A, bounds, slope, self.ranges, key)
 
 
 def optimize_all_slopes(
@@ -211,16 +268,19 @@ def optimize_all_slopes(
                     node_lower, node_upper = flat_lower.reshape(node_lower.shape), flat_upper.reshape(node_upper.shape)
                 bounds[node.name] = (node_lower, node_upper)
             value = backward_lower(graph, graph.output_name, spec, bounds, slopes) - offset
-            best = value.detach() if best is None else torch.maximum(best, value.detach())
+            current = value.detach().nan_to_num(nan=-torch.inf)   # a NaN bound proves nothing
+            best = current if best is None else torch.maximum(best, current)
             best_bounds = {k: (v[0].detach(), v[1].detach()) for k, v in bounds.items()}
             if bool((best > 0).all()):
                 break
             loss = -value.clamp(max=0).masked_fill(best > 0, 0).sum()
+            if not torch.isfinite(loss):
+                break
             optimizer.zero_grad()
             loss.backward()
         optimizer.step()
         slopes.clamp_()
     final = ReluSlopes.from_tensors(graph.output_name, {
         relu: value for (start, relu), value in slopes.slopes.items() if start == graph.output_name
-    })
+    }, graph)
     return best, best_bounds, final
