@@ -167,7 +167,7 @@ class ReluBranchAndBound:
         bounds: dict[str, Interval] = {self.graph.input_name: (self.lower.expand(count, *self.lower.shape[1:]),
                                                               self.upper.expand(count, *self.upper.shape[1:]))}
         bounds.update(clamped)
-        slopes = ReluSlopes.from_tensors(self.graph.output_name, domains.alphas, self.graph)
+        slopes = ReluSlopes.from_tensors(self.graph, domains.alphas)
         betas = {k: v.clone().requires_grad_(True) for k, v in domains.betas.items()}
         hook = SplitConstraints(self.graph, self.relu_inputs, domains.splits, betas, slopes)
         groups = [{"params": slopes.parameters(), "lr": self.options.lr_alpha}]
@@ -281,7 +281,7 @@ class ReluBranchAndBound:
         bounds: dict[str, Interval] = {self.graph.input_name: (self.lower.expand(count, *self.lower.shape[1:]),
                                                               self.upper.expand(count, *self.upper.shape[1:]))}
         bounds.update(_clamp_to_splits(domains.bounds, domains.splits))
-        slopes = ReluSlopes.from_tensors(self.graph.output_name, domains.alphas, self.graph)
+        slopes = ReluSlopes.from_tensors(self.graph, domains.alphas)
         hook = SplitConstraints(self.graph, self.relu_inputs, domains.splits, domains.betas, slopes)
         value = backward_lower(self.graph, self.graph.output_name, self.spec, bounds, hook) - self.problem.d
         return torch.maximum(value.detach(), domains.lb)

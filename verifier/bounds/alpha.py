@@ -103,15 +103,13 @@ class ReluSlopes:
             self.slopes[node.name] = value.requires_grad_(True)
 
     @classmethod
-    def from_tensors(cls, start: str, slopes: dict[str, Tensor], graph: Graph | None = None) -> ReluSlopes:
-        """Slopes given directly (``[B, K, *shape]`` per ReLU node, ``[B, K, 2, *shape]`` per S-shaped
-        one), made optimisable."""
+    def from_tensors(cls, graph: Graph, slopes: dict[str, Tensor]) -> ReluSlopes:
+        """Final-bound slopes of ``graph`` given directly (``[B, K, *shape]`` per ReLU node,
+        ``[B, K, 2, *shape]`` per S-shaped one), made optimisable."""
         self = cls.__new__(cls)
-        self.start = start
+        self.start = graph.output_name
         self.slopes = {k: v.detach().clone().requires_grad_(True) for k, v in slopes.items()}
-        self.ranges = {}
-        if graph is not None:
-            self.ranges = {n.name: None for n in graph.nodes if isinstance(n.op, SShaped) and n.name in slopes}
+        self.ranges = {n.name: None for n in graph.nodes if isinstance(n.op, SShaped) and n.name in slopes}
         return self
 
     def parameters(self) -> list[Tensor]:
@@ -280,7 +278,7 @@ def optimize_all_slopes(
             loss.backward()
         optimizer.step()
         slopes.clamp_()
-    final = ReluSlopes.from_tensors(graph.output_name, {
+    final = ReluSlopes.from_tensors(graph, {
         relu: value for (start, relu), value in slopes.slopes.items() if start == graph.output_name
-    }, graph)
+    })
     return best, best_bounds, final

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from verifier.kernels import relu_backward
 from verifier.ops.base import ElementwiseNonlinear, Interval
+from verifier.ops.envelope import chord_and_tangent_slopes
 from verifier.ops.registry import SourceNode, onnx_op, torch_op
 from verifier.primitives import (  # noqa: F401  (the ReLU line helpers moved to primitives; kept importable here)
     LinearRelaxation,
@@ -54,6 +55,12 @@ class Relu(ElementwiseNonlinear):
         return [A_in], bias
 
 
+def _widen(intercept: Tensor, dtype: torch.dtype, up: bool) -> Tensor:
+    """A float64 intercept moved outwards by a few rounding errors of the engine's type, then cast to it."""
+    pad = 4 * torch.finfo(dtype).eps * (1 + intercept.abs())
+    return (intercept + pad if up else intercept - pad).to(dtype)
+
+
 class SShaped(ElementwiseNonlinear):
     """A smooth S-shaped activation: increasing, convex for ``x < 0``, concave for ``x > 0``."""
 
@@ -73,29 +80,20 @@ class SShaped(ElementwiseNonlinear):
         margin moves from -43 to +4 with the same pre-activation rules)."""
         dtype = lower.dtype
         l, u = lower.double(), upper.double()
-        mid = (l + u) / 2
-        width = u - l
-        narrow = width < 1e-9
-        rise = self.forward(u) - self.forward(l)
-        chord = torch.where(narrow, self.derivative(mid), rise / torch.where(narrow, 1.0, width))
         # f(-x) = c - f(x) for these functions, so CROWN's lower slope on [l, u] is its upper slope on [-u, -l]
-        menu = [self._upper_slope(-u, -l), self._upper_slope(l, u), chord,
-                self.derivative(l), self.derivative(mid), self.derivative(u)]
+        menu = [self._upper_slope(-u, -l), self._upper_slope(l, u),
+                *chord_and_tangent_slopes(self.forward, self.derivative, l, u)]
         slopes = torch.stack(menu).to(dtype).double()        # the lines the engine will really use
         L, U = torch.broadcast_to(l, slopes.shape), torch.broadcast_to(u, slopes.shape)
         lower_intercepts = self._intercept_extreme(L, U, slopes, maximum=False)
         upper_intercepts = self._intercept_extreme(L, U, slopes, maximum=True)
+        mid = (l + u) / 2
         lower_pick = (slopes * mid + lower_intercepts).argmax(0, keepdim=True)
         upper_pick = (slopes * mid + upper_intercepts).argmin(0, keepdim=True)
         lower_slope, lower_intercept = slopes.gather(0, lower_pick)[0], lower_intercepts.gather(0, lower_pick)[0]
         upper_slope, upper_intercept = slopes.gather(0, upper_pick)[0], upper_intercepts.gather(0, upper_pick)[0]
-        # widen the intercepts by a few rounding errors of the engine's type
-        eps = 4 * torch.finfo(dtype).eps
-        upper_intercept = upper_intercept + eps * (1 + upper_intercept.abs())
-        lower_intercept = lower_intercept - eps * (1 + lower_intercept.abs())
-        return LinearRelaxation(
-            lower_slope.to(dtype), lower_intercept.to(dtype), upper_slope.to(dtype), upper_intercept.to(dtype)
-        )
+        return LinearRelaxation(lower_slope.to(dtype), _widen(lower_intercept, dtype, up=False),
+                                upper_slope.to(dtype), _widen(upper_intercept, dtype, up=True))
 
     def slope_range(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
         """The least and greatest derivative on ``[lower, upper]``: the slopes worth optimising (alpha-CROWN
@@ -118,10 +116,8 @@ class SShaped(ElementwiseNonlinear):
         l, u = torch.broadcast_tensors(l, u, k_lower)[:2]
         lower_intercept = self._intercept_extreme(l, u, k_lower, maximum=False)
         upper_intercept = self._intercept_extreme(l, u, k_upper, maximum=True)
-        eps = 4 * torch.finfo(dtype).eps
-        upper_intercept = upper_intercept + eps * (1 + upper_intercept.abs())
-        lower_intercept = lower_intercept - eps * (1 + lower_intercept.abs())
-        return LinearRelaxation(lower_slope, lower_intercept.to(dtype), upper_slope, upper_intercept.to(dtype))
+        return LinearRelaxation(lower_slope, _widen(lower_intercept, dtype, up=False),
+                                upper_slope, _widen(upper_intercept, dtype, up=True))
 
     def _upper_slope(self, l: Tensor, u: Tensor) -> Tensor:
         """Slope of the upper line: the chord if ``u <= 0``, the tangent at the midpoint if ``l >= 0``, and

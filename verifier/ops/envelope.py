@@ -60,6 +60,17 @@ def exact_intercept(f: Function, slope: Tensor, points: Sequence[Tensor], maximu
     return (stacked.amax(0) if maximum else stacked.amin(0)), magnitude
 
 
+def chord_and_tangent_slopes(f: Function, derivative: Function, lower: Tensor, upper: Tensor) -> list[Tensor]:
+    """The usual slope menu on ``[lower, upper]``: the chord (the midpoint tangent where the interval is too
+    narrow to divide by) and the tangent slopes at ``lower``, the midpoint and ``upper``."""
+    width = upper - lower
+    narrow = width <= 1e-12 * (1 + lower.abs() + upper.abs())
+    mid = (lower + upper) / 2
+    chord = (f(upper) - f(lower)) / torch.where(narrow, 1.0, width)
+    chord = torch.where(narrow, derivative(mid), chord)
+    return [chord, derivative(lower), derivative(mid), derivative(upper)]
+
+
 def round_outward(value: Tensor, magnitude: Tensor, dtype: torch.dtype, up: bool) -> Tensor:
     """A float64 intercept widened by its rounding error and cast to ``dtype`` rounding outwards."""
     pad = 4 * torch.finfo(torch.float64).eps * magnitude + 2 * torch.finfo(dtype).eps * value.abs()
@@ -99,12 +110,7 @@ class ExactInterceptNonlinear(ElementwiseNonlinear):
 
     def candidate_slopes(self, lower: Tensor, upper: Tensor) -> list[Tensor]:
         """Slopes tried for both sides: chord and tangents at the ends and the midpoint."""
-        width = upper - lower
-        narrow = width <= 1e-12 * (1 + lower.abs() + upper.abs())
-        mid = (lower + upper) / 2
-        chord = (self.forward(upper) - self.forward(lower)) / torch.where(narrow, 1.0, width)
-        chord = torch.where(narrow, self.derivative(mid), chord)
-        return [chord, self.derivative(lower), self.derivative(mid), self.derivative(upper)]
+        return chord_and_tangent_slopes(self.forward, self.derivative, lower, upper)
 
     # -- the three rules --------------------------------------------------------------------------------
     def interval(self, *inputs: Interval) -> Interval:
