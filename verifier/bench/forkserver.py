@@ -64,26 +64,32 @@ def serve(requests: int, replies: int) -> None:
             except ValueError as error:
                 _reply(replies, {"error": f"bad request: {error}"})
                 continue
-            pid = _fork(request, (requests, replies))
+            pid, release = _fork(request, (requests, replies))
             _reply(replies, {"started": pid})
+            os.close(release)  # only now may the child run: whatever it does comes after "started"
             status, maxrss_kib = _reap(pid)
             _reply(replies, {"ended": pid, "status": status, "maxrss_kib": maxrss_kib})
 
 
-def _fork(request: dict[str, Any], server_fds: tuple[int, int]) -> int:
-    """Fork the child of ``request``; return its pid once it leads its own session."""
+def _fork(request: dict[str, Any], server_fds: tuple[int, int]) -> tuple[int, int]:
+    """Fork the child of ``request``; once it leads its own session return its pid and the descriptor whose
+    closing releases it (the child waits for that, so nothing it does, not even killing the server, can come
+    before the server has announced it)."""
     sys.stdout.flush()
     sys.stderr.flush()
     ready_read, ready_write = os.pipe()
+    release_read, release_write = os.pipe()
     server = os.getpid()
     pid = os.fork()
     if pid == 0:
         os.close(ready_read)
-        _child(request, server, server_fds, ready_write)
+        os.close(release_write)
+        _child(request, server, server_fds, ready_write, release_read)
     os.close(ready_write)
+    os.close(release_read)
     os.read(ready_read, 1)  # empty if the child died first: its exit is reaped all the same
     os.close(ready_read)
-    return pid
+    return pid, release_write
 
 
 def _reap(pid: int) -> tuple[int, int]:
@@ -94,7 +100,8 @@ def _reap(pid: int) -> tuple[int, int]:
     return os.waitstatus_to_exitcode(status), int(usage.ru_maxrss)
 
 
-def _child(request: dict[str, Any], server: int, server_fds: tuple[int, int], ready: int) -> NoReturn:
+def _child(request: dict[str, Any], server: int, server_fds: tuple[int, int], ready: int,
+           release: int) -> NoReturn:
     """Become the instance: own session, the request's streams, environment and folder; run; exit."""
     code = 1
     try:
@@ -104,6 +111,8 @@ def _child(request: dict[str, Any], server: int, server_fds: tuple[int, int], re
             os._exit(1)
         os.write(ready, b".")
         os.close(ready)
+        os.read(release, 1)  # end of file once the server has said "started" (or died: then so do we)
+        os.close(release)
         for fd in server_fds:
             os.close(fd)
         _redirect(request)
