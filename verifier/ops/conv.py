@@ -27,14 +27,41 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
-class Conv(Operator):
+class _WeightedMap(Operator):
+    """An affine operator ``x -> map(x, W) + b`` whose interval rule is the same map applied to the centre
+    (with ``W`` and ``b``) and to the radius (with ``|W|``); subclasses define ``_apply(x, weight, bias)``."""
+
+    is_affine = True
+    weight: Tensor
+    weight_abs: Tensor
+    bias: Tensor | None
+
+    def _apply(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._apply(x, self.weight, self.bias)
+
+    def linear_part(self, x: Tensor) -> Tensor:
+        return self._apply(x, self.weight, None)
+
+    def abs_linear_part(self, x: Tensor) -> Tensor:
+        return self._apply(x, self.weight_abs, None)
+
+    def interval(self, bounds: Interval) -> Interval:
+        center, radius = center_radius(*bounds)
+        out_center = self._apply(center, self.weight, self.bias)
+        out_radius = self._apply(radius, self.weight_abs, None)
+        return out_center - out_radius, out_center + out_radius
+
+
+class Conv(_WeightedMap):
     """N-d convolution of a per-sample tensor ``[N, C_in, *spatial]``; ``weight`` is ``[C_out, C_in/groups, *k]``.
 
     ``pads`` gives ``(begin, end)`` zero padding per spatial axis.
     """
 
     op_type = "Conv"
-    is_affine = True
 
     def __init__(
         self,
@@ -73,28 +100,13 @@ class Conv(Operator):
             )
         )
 
-    def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    def _apply(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         lead = x.shape[:2]
         x = x.reshape(-1, *x.shape[2:])
         if not self.symmetric:
             x = F.pad(x, [p for b, e in reversed(self.pads) for p in (b, e)])
         y = _CONV[self.dims](x, weight, bias, self.strides, self._conv_padding, self.dilations, self.groups)
         return y.reshape(*lead, *y.shape[1:])
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._conv(x, self.weight, self.bias)
-
-    def linear_part(self, x: Tensor) -> Tensor:
-        return self._conv(x, self.weight, None)
-
-    def abs_linear_part(self, x: Tensor) -> Tensor:
-        return self._conv(x, self.weight_abs, None)
-
-    def interval(self, bounds: Interval) -> Interval:
-        center, radius = center_radius(*bounds)
-        out_center = self._conv(center, self.weight, self.bias)
-        out_radius = self._conv(radius, self.weight_abs, None)
-        return out_center - out_radius, out_center + out_radius
 
     def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
         lead = A.shape[:3]  # b, K, N
@@ -193,7 +205,7 @@ def _torch_conv(node: SourceNode) -> Conv:
     return Conv(weight, bias, module.stride, pads, module.dilation, module.groups, shape)
 
 
-class ConvTranspose(Operator):
+class ConvTranspose(_WeightedMap):
     """N-d transposed convolution; ``weight`` is ``[C_in, C_out/groups, *k]``.
 
     Computed as the full transposed convolution (no padding), extended by ``output_padding`` zeros at
@@ -201,7 +213,6 @@ class ConvTranspose(Operator):
     """
 
     op_type = "ConvTranspose"
-    is_affine = True
 
     def __init__(self, weight: Tensor, bias: Tensor | None, strides, pads, output_padding, dilations, groups: int):
         self.weight = weight
@@ -224,21 +235,6 @@ class ConvTranspose(Operator):
         if bias is not None:
             y = y + bias.reshape(-1, *[1] * self.dims)
         return y.reshape(*lead, *y.shape[1:])
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._apply(x, self.weight, self.bias)
-
-    def linear_part(self, x: Tensor) -> Tensor:
-        return self._apply(x, self.weight, None)
-
-    def abs_linear_part(self, x: Tensor) -> Tensor:
-        return self._apply(x, self.weight_abs, None)
-
-    def interval(self, bounds: Interval) -> Interval:
-        center, radius = center_radius(*bounds)
-        out_center = self._apply(center, self.weight, self.bias)
-        out_radius = self._apply(radius, self.weight_abs, None)
-        return out_center - out_radius, out_center + out_radius
 
     def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
         lead = A.shape[:3]
