@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from verifier.bab.lp import decide_fixed_phases
-from verifier.bounds.alpha import AlphaOptions, ReluSlopes, optimize_all_slopes, optimize_slopes
+from verifier.bounds.alpha import AlphaOptions, ReluSlopes, optimize_all_slopes, optimize_slopes, slope_groups
 from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds
 from verifier.cancel import checkpoint
 from verifier.complete.deadline import Deadline
@@ -42,7 +42,10 @@ from verifier.ops.base import Interval
 class ReluSplitOptions:
     """``batch``: domains bounded together (each gives two children); ``iterations``: alpha/beta steps per
     batch; ``root_iterations``: alpha steps at the root; ``max_domains``: open domains before ``unknown``;
-    ``candidates``: neurons tried per split (filtered smart branching; 1 = the best score alone)."""
+    ``candidates``: neurons tried per split (filtered smart branching; 1 = the best score alone);
+    ``refine_intermediate``: recompute the pre-activation bounds after the first split layer of each batch
+    with CROWN. Off by default: it tightens the domains but costs more than it saves (measured on mnist_fc
+    256x4 prop 11 and 256x6 prop 7: 39 s and 47 s with it, 22 s and 26 s without)."""
 
     batch: int = 256
     iterations: int = 20
@@ -51,6 +54,7 @@ class ReluSplitOptions:
     lr_beta: float = 0.05
     max_domains: int = 200_000
     candidates: int = 1
+    refine_intermediate: bool = False
 
 
 @dataclass
@@ -146,6 +150,10 @@ class ReluBranchAndBound:
                                    iterations=self.options.root_iterations, lr=self.options.lr_alpha)
         if full is not None:
             lb, bounds, slopes = full
+            # the slopes were chosen for the final bound: CROWN's own slopes on the tightened earlier layers
+            # can still tighten some later neurons
+            with torch.no_grad():
+                bounds = compute_intermediate_bounds(self.graph, self.lower, self.upper, CrownOptions(), prior=bounds)
         else:
             with torch.no_grad():
                 bounds = compute_intermediate_bounds(self.graph, self.lower, self.upper, CrownOptions())
@@ -163,6 +171,8 @@ class ReluBranchAndBound:
         """Optimise alpha and beta on a batch of domains; returns them with new bounds, the input coefficients of
         the final linear bound and the coefficients reaching each ReLU output."""
         count = len(domains)
+        if self.options.refine_intermediate and iterations > 1:
+            domains = self.refine(domains)
         clamped = _clamp_to_splits(domains.bounds, domains.splits)
         bounds: dict[str, Interval] = {self.graph.input_name: (self.lower.expand(count, *self.lower.shape[1:]),
                                                               self.upper.expand(count, *self.upper.shape[1:]))}
@@ -170,7 +180,7 @@ class ReluBranchAndBound:
         slopes = ReluSlopes.from_tensors(self.graph, domains.alphas)
         betas = {k: v.clone().requires_grad_(True) for k, v in domains.betas.items()}
         hook = SplitConstraints(self.graph, self.relu_inputs, domains.splits, betas, slopes)
-        groups = [{"params": slopes.parameters(), "lr": self.options.lr_alpha}]
+        groups = slope_groups(slopes.slopes, slopes.ranges, self.options.lr_alpha)
         active_betas = [v for k, v in betas.items() if bool((domains.splits[k] != 0).any())]
         if active_betas:
             groups.append({"params": active_betas, "lr": self.options.lr_beta})
@@ -208,6 +218,23 @@ class ReluBranchAndBound:
                     v.clamp_(min=0)
         result = Domains(domains.bounds, domains.splits, best_alpha, best_beta, torch.maximum(best, domains.lb))
         return result, A_x, coefficients
+
+    def refine(self, domains: Domains) -> Domains:
+        """The domains with the pre-activation bounds after their first split layer re-computed by CROWN from
+        their split-clamped bounds (a split ReLU is exact, which tightens everything downstream of it; the
+        result is intersected with the stored bounds, so it is never looser)."""
+        names = list(self.relu_inputs.values())
+        first = next((i for i, name in enumerate(names) if bool((domains.splits[name] != 0).any())), None)
+        if first is None:
+            return domains
+        count = len(domains)
+        clamped = _clamp_to_splits(domains.bounds, domains.splits)
+        with torch.no_grad():
+            fresh = compute_intermediate_bounds(self.graph, self.lower.expand(count, *self.lower.shape[1:]),
+                                                self.upper.expand(count, *self.upper.shape[1:]), CrownOptions(),
+                                                prior=clamped, keep=names[: first + 1])
+        return Domains({name: fresh[name] for name in domains.bounds}, domains.splits, domains.alphas,
+                       domains.betas, domains.lb)
 
     # -- branching ------------------------------------------------------------------------------------
     def scores(self, domains: Domains, coefficients: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

@@ -18,7 +18,7 @@ it (about 3x: the live tensor, its relaxed copy and, on residual networks, the o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import torch
@@ -218,15 +218,18 @@ def compute_intermediate_bounds(
     options: CrownOptions,
     hook: BackwardHook | None = None,
     prior: dict[str, Interval] | None = None,
+    keep: Collection[str] = (),
 ) -> dict[str, Interval]:
     """Bounds of every tensor: IBP through the graph, with every pre-activation tensor refined by CROWN
     (when ``options.intermediate == "crown"``) before anything after it is bounded.
 
     ``prior`` holds bounds known to be valid on these boxes (e.g. from a parent domain in branch and
-    bound); they are intersected with IBP first, so neurons they prove stable are not refined again."""
+    bound); they are intersected with IBP first, so neurons they prove stable are not refined again.
+    Pre-activation tensors named in ``keep`` are not refined (their prior is taken as it is)."""
     bounds: dict[str, Interval] = {graph.input_name: (lower, upper)}
     refine = set(pre_activation_names(graph)) if options.intermediate == "crown" else set()
     refine.discard(graph.input_name)
+    refine.difference_update(keep)
     largest = _largest_layer(graph)
     for node in graph.nodes:
         bounds[node.name] = node.op.interval(*(bounds[i] for i in node.inputs))
