@@ -169,7 +169,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                 # the linear bound's minimiser for counterexamples), then full alpha-CROWN, then the rest
                 status, witness = split_inputs(deadline.sub(0.05, at_most=5.0))
                 if status == TIMEOUT and not deadline.expired():
-                    if _proved_by_full_alpha(bound_network, problem, stats):
+                    if _proved_by_full_alpha(bound_network, problem, stats, deadline.sub(0.5)):
                         status = UNSAT
                     else:
                         status, witness = split_inputs(deadline)
@@ -198,18 +198,22 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
 ROOT_FULL_ALPHA_ITERATIONS = 100
 
 
-def _proved_by_full_alpha(network: Network, problem: Problem, stats: dict) -> bool:
+def _proved_by_full_alpha(network: Network, problem: Problem, stats: dict, budget: Deadline) -> bool:
     """Whether full alpha-CROWN over the whole box (every intermediate bound's slopes optimised, their widths
-    in the loss) refutes every case. For networks of S-shaped activations on many inputs, where input
-    splitting makes little progress, this is the strongest bound available; it costs a few hundred
-    backward passes (about 25 s on ERAN's 6x200 sigmoid network)."""
+    in the loss) refutes every case within ``budget``. For networks of S-shaped activations on many inputs,
+    where input splitting makes little progress, this is the strongest bound available; it costs a few
+    hundred backward passes (about 25 s on ERAN's 6x200 sigmoid network)."""
     from verifier.bounds.alpha import optimize_all_slopes
 
     start = time.perf_counter()
     spec = problem.C.reshape(1, problem.rows, *network.output_shape)
     lower, upper = problem.lower.unsqueeze(0), problem.upper.unsqueeze(0)
-    found = optimize_all_slopes(network.graph, lower, upper, spec, problem.d,
-                                iterations=ROOT_FULL_ALPHA_ITERATIONS, lr=0.1)
+    try:
+        with time_limit(budget.end):
+            found = optimize_all_slopes(network.graph, lower, upper, spec, problem.d,
+                                        iterations=ROOT_FULL_ALPHA_ITERATIONS, lr=0.1)
+    except TimeLimitReached:  # its share of the time is spent: the input-split search gets the rest
+        found = None
     stats["phases"]["root_full_alpha"] = stats["phases"].get("root_full_alpha", 0.0) + time.perf_counter() - start
     if found is None:
         return False
