@@ -25,7 +25,14 @@ import torch
 from torch import Tensor
 
 from verifier.bab.lp import decide_fixed_phases
-from verifier.bounds.alpha import AlphaOptions, ReluSlopes, optimize_all_slopes, optimize_slopes, slope_groups
+from verifier.bounds.alpha import (
+    AlphaOptions,
+    ReluSlopes,
+    optimize_all_slopes,
+    optimize_slopes,
+    shortfall_loss,
+    slope_groups,
+)
 from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds
 from verifier.cancel import checkpoint
 from verifier.complete.deadline import Deadline
@@ -208,7 +215,7 @@ class ReluBranchAndBound:
                     coefficients = dict(hook.relu_coefficients)
                 if step == iterations - 1 or bool(self.problem.refuted(best).all(1).all()):
                     break
-                loss = -value.clamp(max=0).masked_fill(best > 0, 0).sum()
+                loss = shortfall_loss(value, best)
                 optimizer.zero_grad()
                 loss.backward()
             optimizer.step()

@@ -88,6 +88,19 @@ def slope_groups(slopes: dict, ranges: dict, lr: float) -> list[dict]:
     return groups + ([{"params": smooth, "lr": lr * S_SHAPED_LR_SCALE}] if smooth else [])
 
 
+def keep_best(value: Tensor, best: Tensor | None) -> Tensor:
+    """The row-wise best of the bounds seen so far and ``value`` (each iterate is sound); a NaN bound proves
+    nothing and counts as ``-inf``."""
+    current = value.detach().nan_to_num(nan=-torch.inf)
+    return current if best is None else torch.maximum(best, current)
+
+
+def shortfall_loss(value: Tensor, best: Tensor) -> Tensor:
+    """How far the bounds ``value`` are below zero, summed over the rows not yet proved (``best > 0`` rows need
+    no more work): the quantity the slope and multiplier optimisers minimise."""
+    return -value.clamp(max=0).masked_fill(best > 0, 0).sum()
+
+
 @dataclass
 class AlphaOptions:
     """``iterations`` of Adam with learning rate ``lr``; stops early when every row is positive (proved)."""
@@ -162,12 +175,10 @@ def optimize_slopes(
         checkpoint()
         with torch.enable_grad():
             value = backward_lower(graph, graph.output_name, spec, bounds, step) - offset
-            current = value.detach().nan_to_num(nan=-torch.inf)   # a NaN bound proves nothing
-            best = current if best is None else torch.maximum(best, current)
+            best = keep_best(value, best)
             if optimizer is None or bool((best > 0).all()):
                 break
-            # rows already proved need no more work; the others are pushed up to zero
-            loss = -value.clamp(max=0).masked_fill(best > 0, 0).sum()
+            loss = shortfall_loss(value, best)
             if not torch.isfinite(loss):
                 break
             optimizer.zero_grad()
@@ -289,12 +300,11 @@ def optimize_all_slopes(
                     node_lower, node_upper = flat_lower.reshape(node_lower.shape), flat_upper.reshape(node_upper.shape)
                 bounds[node.name] = (node_lower, node_upper)
             value = backward_lower(graph, graph.output_name, spec, bounds, slopes) - offset
-            current = value.detach().nan_to_num(nan=-torch.inf)   # a NaN bound proves nothing
-            best = current if best is None else torch.maximum(best, current)
+            best = keep_best(value, best)
             best_bounds = {k: (v[0].detach(), v[1].detach()) for k, v in bounds.items()}
             if bool((best > 0).all()):
                 break
-            loss = -value.clamp(max=0).masked_fill(best > 0, 0).sum() + width_weight * widths
+            loss = shortfall_loss(value, best) + width_weight * widths
             if not torch.isfinite(loss):
                 break
             optimizer.zero_grad()
