@@ -6,7 +6,8 @@ Single thread. Per op, on shapes taken from CROWN and branch-and-bound calls on 
 eager reference (verifier.primitives), torch.compile of that reference (inductor, warmed up), and the native
 kernel through its wrapper (verifier.kernels). End to end: CROWN over one box, and a branch-and-bound-like
 step: CROWN over B sub-domain boxes with a spec of K rows (the engine with VERIFIER_KERNELS=torch, with the
-references replaced by their compiled versions, and with VERIFIER_KERNELS=native).
+references replaced by their compiled versions, and with VERIFIER_KERNELS=native). The alpha/beta-CROWN
+step: forward and gradient through the ReLU step, the reference's autograd against the native gradient.
 
 Times are the best of interleaved rounds (every mode once per round, so a noisy neighbour on a shared
 machine hurts all modes alike), in ms; ratios > 1 mean native is faster. The last column is the largest
@@ -120,6 +121,48 @@ def bench_ops(args) -> None:
         print(row(name, times, difference), flush=True)
 
 
+# -- the alpha/beta-CROWN step: forward and backward through the ReLU step -----------------------------------
+def gradient_cases(quick: bool) -> list[tuple[str, tuple[int, int, int]]]:
+    """(name, (domains B, spec rows K, neurons N)) of branch and bound's optimisation step."""
+    cases = [
+        ("relu_backward fwd+grad [256,9,256] (mnist_fc BaB)", (256, 9, 256)),
+        ("relu_backward fwd+grad [2304,1,256] (open rows)", (2304, 1, 256)),
+        ("relu_backward fwd+grad [64,9,1024] (wide layer)", (64, 9, 1024)),
+    ]
+    return cases[:1] if quick else cases
+
+
+def bench_gradients(args) -> None:
+    """d(loss)/d(A, alpha) of one ReLU step with constant pre-activation bounds, as in beta-CROWN's domains:
+    the reference's autograd (eager and compiled) against the native op and its fused gradient."""
+    print(HEADER)
+    g = torch.Generator().manual_seed(3)
+    for name, shape in gradient_cases(args.quick):
+        print(gradient_row(name, shape, g, args), flush=True)
+
+
+def gradient_row(name: str, shape: tuple[int, int, int], g: torch.Generator, args) -> str:
+    B, K, N = shape
+    A = torch.randn(B, K, N, generator=g).requires_grad_()
+    centre, width = torch.randn(B, N, generator=g), torch.rand(B, N, generator=g)
+    lower, upper = centre - width, centre + width
+    alpha = torch.rand(B, K, N, generator=g).requires_grad_()
+    weights = torch.randn(B, K, N, generator=g), torch.randn(B, K, generator=g)
+
+    def step(fn: Callable) -> tuple[torch.Tensor, ...]:
+        A_z, bias = fn(A, lower, upper, alpha)
+        loss = (A_z * weights[0]).sum() + (bias * weights[1]).sum()
+        return torch.autograd.grad(loss, (A, alpha))
+
+    fns = {"eager": lambda: step(primitives.relu_backward)}
+    if not args.no_compile:
+        compiled = torch.compile(primitives.relu_backward, dynamic=False)
+        fns["compile"] = lambda: step(compiled)
+    fns["native"] = lambda: step(kernels.relu_backward)
+    times = best_times(fns, args.rounds)
+    return row(name, times, relative_difference(step(kernels.relu_backward), step(primitives.relu_backward)))
+
+
 # -- end to end ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def compiled_references(compiled: dict[str, Callable]) -> Iterator[None]:
@@ -228,6 +271,9 @@ def main() -> None:
     if args.part in ("ops", "all"):
         print("per op")
         bench_ops(args)
+    if args.part in ("ops", "all"):
+        print("\nalpha/beta-CROWN step (forward and gradient w.r.t. A and alpha, constant pre-activation bounds)")
+        bench_gradients(args)
     if args.part in ("e2e", "all"):
         print("\nend to end (Network.bounds, CROWN with CROWN pre-activation bounds)")
         bench_end_to_end(args)

@@ -12,6 +12,12 @@ STABLE_TORCH_LIBRARY(verifier, m) {
   // The same step through a ReLU, its relaxation computed from the pre-activation bounds [1|B, N];
   // lower_slope [1|B, 1|K, N] (alpha-CROWN) replaces the adaptive lower slope on unstable neurons.
   m.def("relu_backward(Tensor A, Tensor lower, Tensor upper, Tensor? lower_slope) -> (Tensor, Tensor)");
+  // Its gradient with respect to A and lower_slope, given the gradients of its outputs (grad_A_z [B,K,N],
+  // grad_bias [B,K]): (grad_A [B,K,N], grad_alpha [B,K,N], or [0,K,N] when alpha_grad is false or there
+  // is no lower_slope), before summing over broadcast dimensions.
+  m.def(
+      "relu_backward_grad(Tensor grad_A_z, Tensor grad_bias, Tensor A, Tensor lower, Tensor upper, "
+      "Tensor? lower_slope, bool alpha_grad) -> (Tensor, Tensor)");
   // Minimum of A . x + bias over the boxes [lower, upper] ([1|B, N]) in centre/radius form: [B, K].
   m.def("concretize_box(Tensor A, Tensor? bias, Tensor lower, Tensor upper) -> Tensor");
   // IBP through x W^T + b for boxes [M, n]: (lower, upper) [M, out].

@@ -130,6 +130,77 @@ def test_relu_gradients_match_reference_autograd(alpha, dtype):
         torch.testing.assert_close(n, r)
 
 
+@pytest.mark.parametrize("alpha", [None, "shared", "per_row"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("b", [1, 4])
+def test_relu_gradients_with_fixed_bounds_use_the_native_rule(alpha, dtype, b):
+    """Branch and bound's view: the pre-activation bounds are constants, so the fused relu_backward_grad gives
+    d/dA and d/dalpha. They equal the Python rule bit for bit, also at A = 0 (a non-negative coefficient takes
+    the lower line) and on stable neurons, and the reference's autograd away from A = 0 (where its clamp rule
+    adds both lines' derivatives)."""
+    from verifier.kernels.relaxation import _relu_grads_reference
+
+    g = generator(12)
+    A, lower, upper, slope = relu_operands(b, 4, 3, 37, alpha, g, dtype=dtype)
+    lower[:, 3:6], upper[:, 3:6] = 0.5, 1.0            # stable active
+    lower[:, 6:9], upper[:, 6:9] = -1.0, -0.5          # stable inactive
+    slope_full = None if slope is None else (slope.squeeze(1) if alpha == "shared" else slope)
+    weights = (torch.randn(4, 3, 37, generator=g, dtype=dtype), torch.randn(4, 3, generator=g, dtype=dtype))
+
+    def leaves(zero_coefficients: bool):
+        a = A.detach().clone()
+        if zero_coefficients:
+            a[..., :3] = 0.0
+        s = None if slope_full is None else slope_full.detach().clone().requires_grad_()
+        return a.requires_grad_(), s
+
+    calls = []
+    real = ops.relu_backward_grad
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    for zero_coefficients in (False, True):
+        a, s = leaves(zero_coefficients)
+        tensors = [t for t in (a, s) if t is not None]
+        torch.ops.verifier.relu_backward_grad = spy
+        try:
+            native = grads_of(lambda: kernels.relu_backward(a, lower, upper, s), tensors, weights)
+        finally:
+            torch.ops.verifier.relu_backward_grad = real
+        assert calls, "the native gradient rule did not run"
+        grad_A_z, grad_bias, saved_A = calls[-1][0], calls[-1][1], calls[-1][2]
+        saved_alpha = calls[-1][5]
+        rule = _relu_grads_reference((saved_A, lower, upper, saved_alpha), (True, False, False, s is not None),
+                                     grad_A_z, grad_bias)
+        expected = [rule[0].reshape(a.shape)] + ([rule[3].reshape(s.shape)] if s is not None else [])
+        for n, r in zip(native, expected):
+            torch.testing.assert_close(n, r, rtol=0, atol=0)
+        if not zero_coefficients:
+            reference = grads_of(lambda: primitives.relu_backward(a, lower, upper, s), tensors, weights)
+            for n, r in zip(native, reference):
+                torch.testing.assert_close(n, r)
+
+
+@pytest.mark.parametrize("alpha", [None, "per_row"])
+def test_gradcheck_relu_backward_with_fixed_bounds(alpha):
+    A, lower, upper, slope = relu_operands(3, 3, 2, 9, alpha, generator(13))
+    args = [A.requires_grad_(), lower, upper] + ([slope.requires_grad_()] if slope is not None else [None])
+    assert torch.autograd.gradcheck(lambda *a: ops.relu_backward(*a), tuple(args))
+
+
+@pytest.mark.parametrize("alpha_grad", [False, True])
+def test_opcheck_relu_backward_grad(alpha_grad):
+    g = generator(14)
+    A, lower, upper, slope = relu_operands(1, 3, 2, 11, "per_row", g, dtype=torch.float32)
+    grad_A_z = torch.randn(3, 2, 11, generator=g)
+    grad_bias = torch.randn(3, 2, generator=g)
+    torch.library.opcheck(ops.relu_backward_grad.default, (grad_A_z, grad_bias, A, lower, upper, slope, alpha_grad))
+    grad_A, grad_alpha = ops.relu_backward_grad(grad_A_z, grad_bias, A, lower, upper, slope, alpha_grad)
+    assert grad_A.shape == (3, 2, 11) and grad_alpha.shape == ((3 if alpha_grad else 0), 2, 11)
+
+
 def test_relaxed_and_concretize_gradients_match_reference_autograd():
     g = generator(10)
     A, ls, li, us, ui = relaxed_operands(3, 3, 2, 8, True, (True, True), g, grad=True)

@@ -42,6 +42,25 @@ struct ReluArgs {
   int64_t n;
 };
 
+// The gradient of relu_backward's outputs (A_z, bias) with respect to A and to the lower slopes alpha, for
+// given output gradients grad_A_z [B, K, N] and grad_bias [B, K] (grad_alpha may be null: not needed).
+template <typename T>
+struct ReluGradArgs {
+  const T* grad_a_z;
+  const T* grad_bias;
+  const T* a;
+  RowLayout a_layout;
+  const T* lower;
+  const T* upper;
+  RowLayout bounds_layout;
+  const T* alpha;  // may be null
+  RowLayout alpha_layout;
+  T* grad_a;
+  T* grad_alpha;  // may be null
+  int64_t rows;
+  int64_t n;
+};
+
 template <typename T>
 struct ConcretizeArgs {
   const T* a;
@@ -56,12 +75,13 @@ struct ConcretizeArgs {
   int64_t n;
 };
 
-// Row kernels over the flattened (box, spec row) range [begin, end); `scratch` holds 4n (relu) or 2n
+// Row kernels over the flattened (box, spec row) range [begin, end); `scratch` holds 4n (relu, relu_grad) or 2n
 // (concretize) values for the relaxation or box of the current box.
 template <typename T>
 struct RowKernels {
   void (*relaxed)(const RelaxedArgs<T>& args, int64_t begin, int64_t end);
   void (*relu)(const ReluArgs<T>& args, int64_t begin, int64_t end, T* scratch);
+  void (*relu_grad)(const ReluGradArgs<T>& args, int64_t begin, int64_t end, T* scratch);
   void (*concretize)(const ConcretizeArgs<T>& args, int64_t begin, int64_t end, T* scratch);
   void (*center_radius)(const T* lower, const T* upper, T* center, T* radius, int64_t begin, int64_t end);
   void (*interval)(T* out_center, T* out_radius, const T* bias, int64_t outputs, int64_t begin, int64_t end);

@@ -247,6 +247,79 @@ void relu_rows(const ReluArgs<T>& p, int64_t begin, int64_t end, T* scratch) {
   }
 }
 
+// One row of the gradient of the ReLU step: grad_A = grad_A_z * lower_slope where A >= 0, else
+// grad_A_z * upper_slope + grad_bias * upper_intercept; grad_alpha = grad_A_z * A where A >= 0 on an unstable
+// neuron, else 0. Mirrors the reference rule in verifier/kernels/relaxation.py, operation for operation.
+template <typename T, bool kAlphaGrad>
+VERIFIER_ALWAYS_INLINE void relu_grad_row(const T* VERIFIER_RESTRICT grad_a_z, T grad_bias,
+                                          const T* VERIFIER_RESTRICT a, const T* VERIFIER_RESTRICT l,
+                                          const T* VERIFIER_RESTRICT u, const T* VERIFIER_RESTRICT lower_slope,
+                                          const T* VERIFIER_RESTRICT upper_slope,
+                                          const T* VERIFIER_RESTRICT upper_intercept, T* VERIFIER_RESTRICT grad_a,
+                                          T* VERIFIER_RESTRICT grad_alpha, int64_t n) {
+  const Vec<T> zero{};
+  const Vec<T> g_bias = zero + grad_bias;
+  int64_t i = for_each_register<T>(n, [&](int64_t at) {
+    const Vec<T> x = load(a + at);
+    const Vec<T> g = load(grad_a_z + at);
+    const auto positive = x >= zero;
+    const Vec<T> on_lower = g * load(lower_slope + at);
+    const Vec<T> on_upper = g * load(upper_slope + at) + g_bias * load(upper_intercept + at);
+    store(grad_a + at, positive ? on_lower : on_upper);
+    if constexpr (kAlphaGrad) {
+      store(grad_alpha + at, (positive & relu_unstable(load(l + at), load(u + at))) ? g * x : zero);
+    }
+  });
+  for (; i < n; ++i) {
+    const T x = a[i];
+    const T g = grad_a_z[i];
+    const bool positive = x >= T(0);
+    grad_a[i] = positive ? g * lower_slope[i] : g * upper_slope[i] + grad_bias * upper_intercept[i];
+    if constexpr (kAlphaGrad) grad_alpha[i] = (positive && relu_unstable(l[i], u[i])) ? g * x : T(0);
+  }
+}
+
+template <typename T, bool kAlpha, bool kAlphaGrad>
+void relu_grad_rows_with(const ReluGradArgs<T>& p, int64_t begin, int64_t end, T* scratch) {
+  const int64_t n = p.n;
+  T* lower_slope = scratch;
+  T* upper_slope = lower_slope + n;
+  T* upper_intercept = upper_slope + n;
+  T* row_slope = upper_intercept + n;
+  int64_t formed_for = -1;
+  RowCursor at(begin, p.rows);
+  for (int64_t r = begin; r < end; ++r, at.next()) {
+    const int64_t batch = at.batch;
+    const int64_t row = at.row;
+    const T* l = p.lower + p.bounds_layout.offset(batch, 0);
+    const T* u = p.upper + p.bounds_layout.offset(batch, 0);
+    const int64_t box = p.bounds_layout.batch_stride == 0 ? 0 : batch;
+    if (box != formed_for) {
+      relu_relaxation_row(l, u, lower_slope, upper_slope, upper_intercept, n);
+      formed_for = box;
+    }
+    const T* slope = lower_slope;
+    if constexpr (kAlpha) {
+      alpha_slope_row(l, u, p.alpha + p.alpha_layout.offset(batch, row), lower_slope, row_slope, n);
+      slope = row_slope;
+    }
+    relu_grad_row<T, kAlphaGrad>(p.grad_a_z + r * n, p.grad_bias[r], p.a + p.a_layout.offset(batch, row), l, u,
+                                 slope, upper_slope, upper_intercept, p.grad_a + r * n,
+                                 kAlphaGrad ? p.grad_alpha + r * n : nullptr, n);
+  }
+}
+
+template <typename T>
+void relu_grad_rows(const ReluGradArgs<T>& p, int64_t begin, int64_t end, T* scratch) {
+  if (p.alpha == nullptr) {
+    relu_grad_rows_with<T, false, false>(p, begin, end, scratch);
+  } else if (p.grad_alpha == nullptr) {
+    relu_grad_rows_with<T, true, false>(p, begin, end, scratch);
+  } else {
+    relu_grad_rows_with<T, true, true>(p, begin, end, scratch);
+  }
+}
+
 // Centre and radius of n box coordinates (center_radius, lane by lane).
 template <typename T>
 VERIFIER_ALWAYS_INLINE void center_radius_row(const T* VERIFIER_RESTRICT l, const T* VERIFIER_RESTRICT u,
@@ -337,7 +410,7 @@ void interval_rows(T* VERIFIER_RESTRICT out_center, T* VERIFIER_RESTRICT out_rad
 
 template <typename T>
 RowKernels<T> make_row_kernels() {
-  return RowKernels<T>{&relaxed_rows<T>, &relu_rows<T>,      &concretize_rows<T>,
+  return RowKernels<T>{&relaxed_rows<T>,        &relu_rows<T>,      &relu_grad_rows<T>, &concretize_rows<T>,
                        &center_radius_range<T>, &interval_rows<T>, VERIFIER_ISA_NAME};
 }
 

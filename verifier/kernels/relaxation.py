@@ -139,10 +139,24 @@ def _relaxed_grads(ctx, grad_A_z: Tensor, grad_bias: Tensor):
 
 
 def _relu_grads(ctx, grad_A_z: Tensor, grad_bias: Tensor):
-    """Derivatives of relu_backward(A, lower, upper, alpha): through the relaxed step and through the chord's
-    dependence on the pre-activation bounds (the adaptive slope is piecewise constant)."""
+    """Derivatives of relu_backward(A, lower, upper, alpha). When only A and alpha need them (branch and
+    bound: the domains' pre-activation bounds are fixed), the native ``relu_backward_grad`` computes both in
+    one pass; otherwise :func:`_relu_grads_reference`."""
     A, lower, upper, alpha = ctx.saved_tensors
     needs = ctx.needs_input_grad
+    if not (needs[1] or needs[2]) and library.use_native(grad_A_z, grad_bias, A, lower, upper, alpha):
+        want_alpha = alpha is not None and needs[3]
+        grad_A, grad_alpha = torch.ops.verifier.relu_backward_grad(
+            grad_A_z.contiguous(), grad_bias.contiguous(), A, lower, upper, alpha, want_alpha)
+        return (grad_A.sum_to_size(A.shape) if needs[0] else None, None, None,
+                grad_alpha.sum_to_size(alpha.shape) if want_alpha else None)
+    return _relu_grads_reference(ctx.saved_tensors, needs, grad_A_z, grad_bias)
+
+
+def _relu_grads_reference(saved: tuple, needs: tuple, grad_A_z: Tensor, grad_bias: Tensor):
+    """The pure-PyTorch derivatives of relu_backward: through the relaxed step and through the chord's
+    dependence on the pre-activation bounds (the adaptive slope is piecewise constant)."""
+    A, lower, upper, alpha = saved
     low, up = lower.unsqueeze(1), upper.unsqueeze(1)  # [Bl, 1, N]
     relaxation = primitives.relu_relaxation(low, up, alpha)
     positive = A >= 0
@@ -176,9 +190,16 @@ def _relu_grads(ctx, grad_A_z: Tensor, grad_bias: Tensor):
     return grad_A, grad_lower, grad_upper, grad_alpha
 
 
+def _relu_grad_fake(grad_A_z, grad_bias, A, lower, upper, lower_slope, alpha_grad):
+    batch = _out_batch(A, lower, lower_slope)
+    alpha_batch = batch if alpha_grad and lower_slope is not None else 0
+    return A.new_empty(batch, A.shape[1], A.shape[2]), A.new_empty(alpha_batch, A.shape[1], A.shape[2])
+
+
 def _register() -> None:
     torch.library.register_fake("verifier::relaxed_backward")(_relaxed_fake)
     torch.library.register_fake("verifier::relu_backward")(_relu_fake)
+    torch.library.register_fake("verifier::relu_backward_grad")(_relu_grad_fake)
     torch.library.register_autograd("verifier::relaxed_backward", _relaxed_grads, setup_context=_save_inputs)
     torch.library.register_autograd("verifier::relu_backward", _relu_grads, setup_context=_save_inputs)
 
