@@ -166,7 +166,7 @@ def test_relu_gradients_with_fixed_bounds_use_the_native_rule(alpha, dtype, b):
         tensors = [t for t in (a, s) if t is not None]
         torch.ops.verifier.relu_backward_grad = spy
         try:
-            native = grads_of(lambda: kernels.relu_backward(a, lower, upper, s), tensors, weights)
+            native = grads_of(lambda a=a, s=s: kernels.relu_backward(a, lower, upper, s), tensors, weights)
         finally:
             torch.ops.verifier.relu_backward_grad = real
         assert calls, "the native gradient rule did not run"
@@ -178,7 +178,7 @@ def test_relu_gradients_with_fixed_bounds_use_the_native_rule(alpha, dtype, b):
         for n, r in zip(native, expected):
             torch.testing.assert_close(n, r, rtol=0, atol=0)
         if not zero_coefficients:
-            reference = grads_of(lambda: primitives.relu_backward(a, lower, upper, s), tensors, weights)
+            reference = grads_of(lambda a=a, s=s: primitives.relu_backward(a, lower, upper, s), tensors, weights)
             for n, r in zip(native, reference):
                 torch.testing.assert_close(n, r)
 

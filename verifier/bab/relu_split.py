@@ -50,7 +50,8 @@ from verifier.ops.base import Interval
 class ReluSplitOptions:
     """``batch``: domains bounded together (the children of ``batch // 2`` parents, taken depth first);
     ``iterations``: alpha/beta steps per batch (10: with children warm-started from their parent's last
-    iterate, 10 steps proved mnist_fc 256x4 prop 11 in 4.5 s, 20 steps in 7.7 s, 5 steps in 14 s); ``root_iterations``: alpha steps at the root; ``max_domains``: open domains before ``unknown``;
+    iterate, 10 steps proved mnist_fc 256x4 prop 11 in 4.5 s, 20 steps in 7.7 s, 5 steps in 14 s);
+    ``root_iterations``: alpha steps at the root; ``max_domains``: open domains before ``unknown``;
     ``candidates``: neurons tried per split (filtered smart branching; 1 = the best score alone);
     ``refine_intermediate``: recompute the pre-activation bounds after the first split layer of each batch
     with CROWN. Off by default: it tightens the domains but costs more than it saves (measured on mnist_fc
