@@ -28,4 +28,23 @@ struct RowLayout {
   }
 };
 
+// Arguments of the gradient of relu_backward (w.r.t. A and the lower slopes alpha), for both back ends:
+// output gradients grad_A_z [B, K, N] and grad_bias [B, K]; grad_alpha may be null (not needed).
+template <typename T>
+struct ReluGradArgs {
+  const T* grad_a_z;
+  const T* grad_bias;
+  const T* a;
+  RowLayout a_layout;
+  const T* lower;
+  const T* upper;
+  RowLayout bounds_layout;
+  const T* alpha;  // may be null
+  RowLayout alpha_layout;
+  T* grad_a;
+  T* grad_alpha;  // may be null
+  int64_t rows;
+  int64_t n;
+};
+
 }  // namespace verifier_kernels

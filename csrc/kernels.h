@@ -101,4 +101,61 @@ inline T* mutable_data(const Tensor& t) {
   return static_cast<T*>(t.mutable_data_ptr());
 }
 
+// relu_backward_grad's operands checked and its outputs allocated, the same for both back ends.
+struct ReluGradCall {
+  Tensor grad_A;      // [B, K, N]
+  Tensor grad_alpha;  // [B, K, N], or [0, K, N] when not wanted
+  int64_t batch;
+  int64_t rows;
+  int64_t n;
+  bool want_alpha;
+};
+
+inline ReluGradCall prepare_relu_grad(const Tensor& grad_A_z, const Tensor& grad_bias, const Tensor& A,
+                                      const Tensor& lower, const Tensor& upper,
+                                      const std::optional<Tensor>& lower_slope, bool alpha_grad) {
+  check_floating(A);
+  STD_TORCH_CHECK(A.dim() == 3 && A.is_contiguous(), "relu_backward_grad: A must be a contiguous [b, K, N]");
+  STD_TORCH_CHECK(lower.dim() == 2 && upper.dim() == 2 && lower.size(0) == upper.size(0),
+                  "relu_backward_grad: pre-activation bounds must be two [batch, N] tensors of one shape");
+  const int64_t rows = A.size(1);
+  const int64_t n = A.size(2);
+  const int64_t batch = broadcast_batch({&A, &lower, lower_slope ? &*lower_slope : nullptr});
+  STD_TORCH_CHECK(grad_A_z.dim() == 3 && grad_A_z.size(0) == batch && grad_A_z.size(1) == rows &&
+                      grad_A_z.size(2) == n && grad_A_z.is_contiguous(),
+                  "relu_backward_grad: grad_A_z must be a contiguous [B, K, N] like the op's output");
+  STD_TORCH_CHECK(grad_bias.dim() == 2 && grad_bias.size(0) == batch && grad_bias.size(1) == rows &&
+                      grad_bias.is_contiguous(),
+                  "relu_backward_grad: grad_bias must be a contiguous [B, K] like the op's output");
+  row_layout(grad_A_z, A, batch, rows, n, "grad_A_z");
+  const bool want_alpha = alpha_grad && lower_slope.has_value();
+  return ReluGradCall{torch::stable::new_empty(A, {batch, rows, n}),
+                      torch::stable::new_empty(A, {want_alpha ? batch : 0, rows, n}), batch, rows, n, want_alpha};
+}
+
+// The kernels' arguments of a prepared call (layouts checked against A).
+template <typename T>
+ReluGradArgs<T> relu_grad_args(const ReluGradCall& call, const Tensor& grad_A_z, const Tensor& grad_bias,
+                               const Tensor& A, const Tensor& lower, const Tensor& upper,
+                               const std::optional<Tensor>& lower_slope) {
+  ReluGradArgs<T> p{};
+  p.grad_a_z = data<T>(grad_A_z);
+  p.grad_bias = data<T>(grad_bias);
+  p.a = data<T>(A);
+  p.a_layout = row_layout(A, A, call.batch, call.rows, call.n, "A");
+  p.bounds_layout = neuron_layout(lower, A, call.batch, call.n, "lower");
+  neuron_layout(upper, A, call.batch, call.n, "upper");
+  p.lower = data<T>(lower);
+  p.upper = data<T>(upper);
+  if (lower_slope) {
+    p.alpha = data<T>(*lower_slope);
+    p.alpha_layout = row_layout(*lower_slope, A, call.batch, call.rows, call.n, "lower_slope");
+  }
+  p.grad_a = mutable_data<T>(call.grad_A);
+  p.grad_alpha = call.want_alpha ? mutable_data<T>(call.grad_alpha) : nullptr;
+  p.rows = call.rows;
+  p.n = call.n;
+  return p;
+}
+
 }  // namespace verifier_kernels

@@ -102,45 +102,13 @@ std::tuple<Tensor, Tensor> relu_backward_cpu(Tensor A, Tensor lower, Tensor uppe
 std::tuple<Tensor, Tensor> relu_backward_grad_cpu(Tensor grad_A_z, Tensor grad_bias, Tensor A, Tensor lower,
                                                   Tensor upper, std::optional<Tensor> lower_slope,
                                                   bool alpha_grad) {
-  check_floating(A);
-  STD_TORCH_CHECK(A.dim() == 3 && A.is_contiguous(), "relu_backward_grad: A must be a contiguous [b, K, N]");
-  STD_TORCH_CHECK(lower.dim() == 2 && upper.dim() == 2 && lower.size(0) == upper.size(0),
-                  "relu_backward_grad: pre-activation bounds must be two [batch, N] tensors of one shape");
-  const int64_t rows = A.size(1);
-  const int64_t n = A.size(2);
-  const int64_t batch = broadcast_batch({&A, &lower, lower_slope ? &*lower_slope : nullptr});
-  STD_TORCH_CHECK(grad_A_z.dim() == 3 && grad_A_z.size(0) == batch && grad_A_z.size(1) == rows &&
-                      grad_A_z.size(2) == n && grad_A_z.is_contiguous(),
-                  "relu_backward_grad: grad_A_z must be a contiguous [B, K, N] like the op's output");
-  STD_TORCH_CHECK(grad_bias.dim() == 2 && grad_bias.size(0) == batch && grad_bias.size(1) == rows &&
-                      grad_bias.is_contiguous(),
-                  "relu_backward_grad: grad_bias must be a contiguous [B, K] like the op's output");
-  row_layout(grad_A_z, A, batch, rows, n, "grad_A_z");
-  const bool want_alpha = alpha_grad && lower_slope.has_value();
-  Tensor grad_A = torch::stable::new_empty(A, {batch, rows, n});
-  Tensor grad_alpha = torch::stable::new_empty(A, {want_alpha ? batch : 0, rows, n});
+  const ReluGradCall call = prepare_relu_grad(grad_A_z, grad_bias, A, lower, upper, lower_slope, alpha_grad);
   auto run = [&](auto typed_zero) {
     using T = decltype(typed_zero);
-    ReluGradArgs<T> p{};
-    p.grad_a_z = data<T>(grad_A_z);
-    p.grad_bias = data<T>(grad_bias);
-    p.a = data<T>(A);
-    p.a_layout = row_layout(A, A, batch, rows, n, "A");
-    p.bounds_layout = neuron_layout(lower, A, batch, n, "lower");
-    neuron_layout(upper, A, batch, n, "upper");
-    p.lower = data<T>(lower);
-    p.upper = data<T>(upper);
-    if (lower_slope) {
-      p.alpha = data<T>(*lower_slope);
-      p.alpha_layout = row_layout(*lower_slope, A, batch, rows, n, "lower_slope");
-    }
-    p.grad_a = mutable_data<T>(grad_A);
-    p.grad_alpha = want_alpha ? mutable_data<T>(grad_alpha) : nullptr;
-    p.rows = rows;
-    p.n = n;
+    const ReluGradArgs<T> p = relu_grad_args<T>(call, grad_A_z, grad_bias, A, lower, upper, lower_slope);
     const RowKernels<T>& kernels = row_kernels<T>();
-    torch::stable::parallel_for(0, batch * rows, grain_rows(n), [&](int64_t begin, int64_t end) {
-      std::vector<T> scratch(static_cast<size_t>(4 * n));
+    torch::stable::parallel_for(0, call.batch * call.rows, grain_rows(call.n), [&](int64_t begin, int64_t end) {
+      std::vector<T> scratch(static_cast<size_t>(4 * call.n));
       kernels.relu_grad(p, begin, end, scratch.data());
     });
   };
@@ -149,7 +117,7 @@ std::tuple<Tensor, Tensor> relu_backward_grad_cpu(Tensor grad_A_z, Tensor grad_b
   } else {
     run(double(0));
   }
-  return {grad_A, grad_alpha};
+  return {call.grad_A, call.grad_alpha};
 }
 
 }  // namespace

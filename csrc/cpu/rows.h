@@ -42,25 +42,6 @@ struct ReluArgs {
   int64_t n;
 };
 
-// The gradient of relu_backward's outputs (A_z, bias) with respect to A and to the lower slopes alpha, for
-// given output gradients grad_A_z [B, K, N] and grad_bias [B, K] (grad_alpha may be null: not needed).
-template <typename T>
-struct ReluGradArgs {
-  const T* grad_a_z;
-  const T* grad_bias;
-  const T* a;
-  RowLayout a_layout;
-  const T* lower;
-  const T* upper;
-  RowLayout bounds_layout;
-  const T* alpha;  // may be null
-  RowLayout alpha_layout;
-  T* grad_a;
-  T* grad_alpha;  // may be null
-  int64_t rows;
-  int64_t n;
-};
-
 template <typename T>
 struct ConcretizeArgs {
   const T* a;

@@ -209,14 +209,42 @@ VERIFIER_ALWAYS_INLINE void alpha_slope_row(const T* VERIFIER_RESTRICT l, const 
   for (; i < n; ++i) out[i] = relu_unstable(l[i], u[i]) ? alpha[i] : stable[i];
 }
 
+// The ReLU relaxation of the current box in `scratch` (4n values), formed once per box and reused by its K rows,
+// and the lower slopes of the current row: alpha on unstable neurons when given, else the relaxation's own.
+template <typename T>
+struct BoxRelaxation {
+  T* lower_slope;
+  T* upper_slope;
+  T* upper_intercept;
+  T* row_slope;
+  int64_t n;
+  int64_t formed_for = -1;
+
+  BoxRelaxation(T* scratch, int64_t size)
+      : lower_slope(scratch),
+        upper_slope(scratch + size),
+        upper_intercept(scratch + 2 * size),
+        row_slope(scratch + 3 * size),
+        n(size) {}
+
+  // Forms box `box`'s relaxation from its bounds (l, u) unless it is already there; returns the row's lower slopes.
+  template <bool kAlpha>
+  const T* row_lower_slopes(const T* l, const T* u, int64_t box, const T* alpha) {
+    if (box != formed_for) {
+      relu_relaxation_row(l, u, lower_slope, upper_slope, upper_intercept, n);
+      formed_for = box;
+    }
+    if constexpr (kAlpha) {
+      alpha_slope_row(l, u, alpha, lower_slope, row_slope, n);
+      return row_slope;
+    }
+    return lower_slope;
+  }
+};
+
 template <typename T, bool kAlpha>
 void relu_rows_with(const ReluArgs<T>& p, int64_t begin, int64_t end, T* scratch) {
-  const int64_t n = p.n;
-  T* lower_slope = scratch;
-  T* upper_slope = lower_slope + n;
-  T* upper_intercept = upper_slope + n;
-  T* row_slope = upper_intercept + n;
-  int64_t formed_for = -1;  // the relaxation of one box is formed once and reused by its K rows
+  BoxRelaxation<T> relaxation(scratch, p.n);
   RowCursor at(begin, p.rows);
   for (int64_t r = begin; r < end; ++r, at.next()) {
     const int64_t batch = at.batch;
@@ -224,17 +252,10 @@ void relu_rows_with(const ReluArgs<T>& p, int64_t begin, int64_t end, T* scratch
     const T* l = p.lower + p.bounds_layout.offset(batch, 0);
     const T* u = p.upper + p.bounds_layout.offset(batch, 0);
     const int64_t box = p.bounds_layout.batch_stride == 0 ? 0 : batch;
-    if (box != formed_for) {
-      relu_relaxation_row(l, u, lower_slope, upper_slope, upper_intercept, n);
-      formed_for = box;
-    }
-    const T* slope = lower_slope;
-    if constexpr (kAlpha) {
-      alpha_slope_row(l, u, p.alpha + p.alpha_layout.offset(batch, row), lower_slope, row_slope, n);
-      slope = row_slope;
-    }
-    p.bias[r] = relaxed_row<T, false, true>(p.a + p.a_layout.offset(batch, row), slope, upper_slope, nullptr,
-                                            upper_intercept, p.out + r * n, n);
+    const T* slope = relaxation.template row_lower_slopes<kAlpha>(
+        l, u, box, kAlpha ? p.alpha + p.alpha_layout.offset(batch, row) : nullptr);
+    p.bias[r] = relaxed_row<T, false, true>(p.a + p.a_layout.offset(batch, row), slope, relaxation.upper_slope,
+                                            nullptr, relaxation.upper_intercept, p.out + r * p.n, p.n);
   }
 }
 
@@ -282,11 +303,7 @@ VERIFIER_ALWAYS_INLINE void relu_grad_row(const T* VERIFIER_RESTRICT grad_a_z, T
 template <typename T, bool kAlpha, bool kAlphaGrad>
 void relu_grad_rows_with(const ReluGradArgs<T>& p, int64_t begin, int64_t end, T* scratch) {
   const int64_t n = p.n;
-  T* lower_slope = scratch;
-  T* upper_slope = lower_slope + n;
-  T* upper_intercept = upper_slope + n;
-  T* row_slope = upper_intercept + n;
-  int64_t formed_for = -1;
+  BoxRelaxation<T> relaxation(scratch, n);
   RowCursor at(begin, p.rows);
   for (int64_t r = begin; r < end; ++r, at.next()) {
     const int64_t batch = at.batch;
@@ -294,17 +311,10 @@ void relu_grad_rows_with(const ReluGradArgs<T>& p, int64_t begin, int64_t end, T
     const T* l = p.lower + p.bounds_layout.offset(batch, 0);
     const T* u = p.upper + p.bounds_layout.offset(batch, 0);
     const int64_t box = p.bounds_layout.batch_stride == 0 ? 0 : batch;
-    if (box != formed_for) {
-      relu_relaxation_row(l, u, lower_slope, upper_slope, upper_intercept, n);
-      formed_for = box;
-    }
-    const T* slope = lower_slope;
-    if constexpr (kAlpha) {
-      alpha_slope_row(l, u, p.alpha + p.alpha_layout.offset(batch, row), lower_slope, row_slope, n);
-      slope = row_slope;
-    }
+    const T* slope = relaxation.template row_lower_slopes<kAlpha>(
+        l, u, box, kAlpha ? p.alpha + p.alpha_layout.offset(batch, row) : nullptr);
     relu_grad_row<T, kAlphaGrad>(p.grad_a_z + r * n, p.grad_bias[r], p.a + p.a_layout.offset(batch, row), l, u,
-                                 slope, upper_slope, upper_intercept, p.grad_a + r * n,
+                                 slope, relaxation.upper_slope, relaxation.upper_intercept, p.grad_a + r * n,
                                  kAlphaGrad ? p.grad_alpha + r * n : nullptr, n);
   }
 }

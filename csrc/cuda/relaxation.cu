@@ -92,30 +92,12 @@ __global__ void relu_backward_kernel(ReluParams<T> p) {
   if (lane == 0) p.bias[r] = partial;
 }
 
-template <typename T>
-struct ReluGradParams {
-  const T* grad_a_z;
-  const T* grad_bias;
-  const T* a;
-  RowLayout a_layout;
-  const T* lower;
-  const T* upper;
-  RowLayout bounds_layout;
-  const T* alpha;  // may be null
-  RowLayout alpha_layout;
-  T* grad_a;
-  T* grad_alpha;  // may be null
-  int64_t total;  // B * K * N
-  int64_t rows;
-  int64_t n;
-};
-
 // The gradient of relu_backward w.r.t. A and alpha, one thread per element (grid-stride); the rule of the CPU
 // kernel (rows_impl.h, relu_grad_row) and of the Python reference.
 template <typename T>
-__global__ void relu_backward_grad_kernel(ReluGradParams<T> p) {
+__global__ void relu_backward_grad_kernel(ReluGradArgs<T> p, int64_t total) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < p.total; e += stride) {
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
     const int64_t i = e % p.n;
     const int64_t r = e / p.n;
     const int64_t batch = r / p.rows;
@@ -226,47 +208,14 @@ std::tuple<Tensor, Tensor> relu_backward_cuda(Tensor A, Tensor lower, Tensor upp
 std::tuple<Tensor, Tensor> relu_backward_grad_cuda(Tensor grad_A_z, Tensor grad_bias, Tensor A, Tensor lower,
                                                    Tensor upper, std::optional<Tensor> lower_slope,
                                                    bool alpha_grad) {
-  check_floating(A);
-  STD_TORCH_CHECK(A.dim() == 3 && A.is_contiguous(), "relu_backward_grad: A must be a contiguous [b, K, N]");
-  STD_TORCH_CHECK(lower.dim() == 2 && upper.dim() == 2 && lower.size(0) == upper.size(0),
-                  "relu_backward_grad: pre-activation bounds must be two [batch, N] tensors of one shape");
   torch::stable::accelerator::DeviceGuard guard(A.get_device_index());
-  const int64_t rows = A.size(1);
-  const int64_t n = A.size(2);
-  const int64_t batch = broadcast_batch({&A, &lower, lower_slope ? &*lower_slope : nullptr});
-  STD_TORCH_CHECK(grad_A_z.dim() == 3 && grad_A_z.size(0) == batch && grad_A_z.size(1) == rows &&
-                      grad_A_z.size(2) == n && grad_A_z.is_contiguous(),
-                  "relu_backward_grad: grad_A_z must be a contiguous [B, K, N] like the op's output");
-  STD_TORCH_CHECK(grad_bias.dim() == 2 && grad_bias.size(0) == batch && grad_bias.size(1) == rows &&
-                      grad_bias.is_contiguous(),
-                  "relu_backward_grad: grad_bias must be a contiguous [B, K] like the op's output");
-  row_layout(grad_A_z, A, batch, rows, n, "grad_A_z");
-  const bool want_alpha = alpha_grad && lower_slope.has_value();
-  Tensor grad_A = torch::stable::new_empty(A, {batch, rows, n});
-  Tensor grad_alpha = torch::stable::new_empty(A, {want_alpha ? batch : 0, rows, n});
-  const int64_t total = batch * rows * n;
-  if (total == 0) return {grad_A, grad_alpha};
+  const ReluGradCall call = prepare_relu_grad(grad_A_z, grad_bias, A, lower, upper, lower_slope, alpha_grad);
+  const int64_t total = call.batch * call.rows * call.n;
+  if (total == 0) return {call.grad_A, call.grad_alpha};
   auto launch = [&](auto typed_zero) {
     using T = decltype(typed_zero);
-    ReluGradParams<T> p{};
-    p.grad_a_z = data<T>(grad_A_z);
-    p.grad_bias = data<T>(grad_bias);
-    p.a = data<T>(A);
-    p.a_layout = row_layout(A, A, batch, rows, n, "A");
-    p.bounds_layout = neuron_layout(lower, A, batch, n, "lower");
-    neuron_layout(upper, A, batch, n, "upper");
-    p.lower = data<T>(lower);
-    p.upper = data<T>(upper);
-    if (lower_slope) {
-      p.alpha = data<T>(*lower_slope);
-      p.alpha_layout = row_layout(*lower_slope, A, batch, rows, n, "lower_slope");
-    }
-    p.grad_a = mutable_data<T>(grad_A);
-    p.grad_alpha = want_alpha ? mutable_data<T>(grad_alpha) : nullptr;
-    p.total = total;
-    p.rows = rows;
-    p.n = n;
-    relu_backward_grad_kernel<T><<<blocks_for_elements(total), kBlock, 0, current_stream(A)>>>(p);
+    const ReluGradArgs<T> p = relu_grad_args<T>(call, grad_A_z, grad_bias, A, lower, upper, lower_slope);
+    relu_backward_grad_kernel<T><<<blocks_for_elements(total), kBlock, 0, current_stream(A)>>>(p, total);
     check_launch("relu_backward_grad");
   };
   if (is_float(A)) {
@@ -274,7 +223,7 @@ std::tuple<Tensor, Tensor> relu_backward_grad_cuda(Tensor grad_A_z, Tensor grad_
   } else {
     launch(double(0));
   }
-  return {grad_A, grad_alpha};
+  return {call.grad_A, call.grad_alpha};
 }
 
 }  // namespace
