@@ -234,13 +234,8 @@ class ReluBranchAndBound:
         from the last iterate, 13.7 s and 6 749 domains from each row's best; 256x6 prop 7 at eps 0.03,
         4.6 s and 11.3 s)."""
         count = len(domains)
-        clamped = _clamp_to_splits(domains.bounds, domains.splits)
-        bounds: dict[str, Interval] = {self.graph.input_name: (self.lower.expand(count, *self.lower.shape[1:]),
-                                                              self.upper.expand(count, *self.upper.shape[1:]))}
-        bounds.update(clamped)
-        slopes = ReluSlopes.from_tensors(self.graph, domains.alphas)
         betas = {k: v.clone().requires_grad_(True) for k, v in domains.betas.items()}
-        hook = SplitConstraints(self.graph, self.relu_inputs, domains.splits, betas, slopes)
+        bounds, slopes, hook = self._pass_inputs(domains, betas)
         groups = slope_groups(slopes.slopes, slopes.ranges, self.options.lr_alpha)
         active_betas = [v for k, v in betas.items() if bool((domains.splits[k] != 0).any())]
         if active_betas:
@@ -275,6 +270,17 @@ class ReluBranchAndBound:
         betas = {k: torch.where(v.isnan(), domains.betas[k], v.detach()) for k, v in betas.items()}
         result = Domains(domains.bounds, domains.splits, alphas, betas, torch.maximum(best, domains.lb))
         return result, A_x, coefficients
+
+    def _pass_inputs(self, domains: Domains, betas: dict[str, Tensor]
+                     ) -> tuple[dict[str, Interval], ReluSlopes, SplitConstraints]:
+        """What one bound pass over the domains needs: the input box and the split-clamped pre-activation
+        bounds, the domains' slopes (optimisable) and the hook applying the splits with multipliers ``betas``."""
+        count = len(domains)
+        bounds: dict[str, Interval] = {self.graph.input_name: (self.lower.expand(count, *self.lower.shape[1:]),
+                                                              self.upper.expand(count, *self.upper.shape[1:]))}
+        bounds.update(_clamp_to_splits(domains.bounds, domains.splits))
+        slopes = ReluSlopes.from_tensors(self.graph, domains.alphas)
+        return bounds, slopes, SplitConstraints(self.graph, self.relu_inputs, domains.splits, betas, slopes)
 
     def refine(self, domains: Domains) -> Domains:
         """The domains with the pre-activation bounds after their first split layer re-computed by CROWN from
@@ -361,12 +367,7 @@ class ReluBranchAndBound:
 
     def evaluate(self, domains: Domains) -> Tensor:
         """One bound pass (no optimisation) of a batch of domains with their stored slopes and multipliers."""
-        count = len(domains)
-        bounds: dict[str, Interval] = {self.graph.input_name: (self.lower.expand(count, *self.lower.shape[1:]),
-                                                              self.upper.expand(count, *self.upper.shape[1:]))}
-        bounds.update(_clamp_to_splits(domains.bounds, domains.splits))
-        slopes = ReluSlopes.from_tensors(self.graph, domains.alphas)
-        hook = SplitConstraints(self.graph, self.relu_inputs, domains.splits, domains.betas, slopes)
+        bounds, _, hook = self._pass_inputs(domains, domains.betas)
         value = backward_lower(self.graph, self.graph.output_name, self.spec, bounds, hook) - self.problem.d
         return torch.maximum(value.detach(), domains.lb)
 
@@ -411,14 +412,11 @@ def relu_split_search(
         if deadline.expired():
             stats.update(domains=visited, open_domains=open_count)
             return TIMEOUT, None
-        pool, A_x, coefficients = stack.pop()
-        if len(pool) > take:
-            rest = torch.arange(take, len(pool))
-            stack.append((pool.select(rest), _select_rows(A_x, rest),
-                          {k: _select_rows(v, rest) for k, v in coefficients.items()}))
-            head = torch.arange(take)
-            pool, A_x = pool.select(head), _select_rows(A_x, head)
-            coefficients = {k: _select_rows(v, head) for k, v in coefficients.items()}
+        entry = stack.pop()
+        if len(entry[0]) > take:
+            stack.append(_select_entry(entry, torch.arange(take, len(entry[0]))))
+            entry = _select_entry(entry, torch.arange(take))
+        pool, A_x, coefficients = entry
         open_count -= len(pool)
         witness = _check_primal(network, problem, pool, A_x, search, try_candidates)
         if witness is not None:
@@ -446,8 +444,7 @@ def relu_split_search(
             visited += len(bounded)
             open_ = (~problem.refuted(bounded.lb).all(1)).nonzero().flatten()
             if len(open_):
-                stack.append((bounded.select(open_), _select_rows(part_A, open_),
-                              {k: _select_rows(v, open_) for k, v in part_coefficients.items()}))
+                stack.append(_select_entry((bounded, part_A, part_coefficients), open_))
                 open_count += len(open_)
         stats["domains"] = visited
         stats["max_open"] = max(stats.get("max_open", 0), open_count)
@@ -462,11 +459,16 @@ def relu_split_search(
     return UNSAT, None
 
 
-def _select_rows(A: Tensor | None, index: Tensor) -> Tensor | None:
-    """Rows ``index`` of per-domain coefficients ``[D | 1, ...]`` (a batch of 1 is shared by every domain)."""
-    if A is None:
-        return None
-    return A if A.shape[0] == 1 else A[index]
+def _select_entry(entry: tuple[Domains, Tensor | None, dict[str, Tensor]], index: Tensor
+                  ) -> tuple[Domains, Tensor | None, dict[str, Tensor]]:
+    """Domains ``index`` of a batch with the coefficients of its last bound pass (input coefficients and those
+    reaching each ReLU, ``[D | 1, ...]``: a batch of 1 is shared by every domain)."""
+    domains, A_x, coefficients = entry
+
+    def rows(A: Tensor | None) -> Tensor | None:
+        return A if A is None or A.shape[0] == 1 else A[index]
+
+    return domains.select(index), rows(A_x), {k: rows(v) for k, v in coefficients.items()}
 
 
 def _check_primal(network: Network, problem: Problem, domains: Domains, A_x: Tensor | None,
