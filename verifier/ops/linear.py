@@ -3,7 +3,9 @@
 The layer ``y = x W^T + b`` acts on the last axis of its input.
 
 * IBP: ``y_c = c W^T + b``, ``y_r = r |W|^T`` with ``c``, ``r`` the centre and radius of the input box.
-* CROWN: the relaxation is exact: ``A . y = (A W) . x + A . b``.
+* CROWN: the relaxation is exact: ``A . y = (A W) . x + A . b``. Columns of ``A`` that are zero (the
+  neurons a ReLU above this layer has found dead, often most of them at the first layer) are left out of
+  the product: see :func:`backward_matmul`.
 """
 
 from __future__ import annotations
@@ -47,15 +49,62 @@ class Linear(Operator):
         return interval_linear(*bounds, self.weight, self.weight_abs, self.bias)
 
     def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
-        A_in = torch.matmul(A, self.weight)
-        bias = None
-        if self.bias is not None:
-            bias = torch.matmul(A, self.bias)
+        A_in, bias = backward_matmul(A, self.weight, self.bias)
+        if bias is not None:
             bias = bias.reshape(*A.shape[:2], -1).sum(-1)
         return [A_in], bias
 
     def describe(self) -> str:
         return f"Linear {self.weight.shape[1]}->{self.weight.shape[0]}"
+
+
+# A zero column is left out of the product when at least this share of the columns is zero, in products
+# of at least SPARSE_MIN_PRODUCT multiply-adds (below that, finding the columns costs more than it saves).
+SPARSE_COLUMN_SHARE = 0.125
+SPARSE_MIN_PRODUCT = 1 << 22
+
+
+def backward_matmul(A: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """``A @ weight`` and ``A @ bias`` (the backward step of ``y = x W^T + b``), skipping zero columns of A.
+
+    A ReLU's backward step zeroes the columns of the neurons that are dead (upper bound <= 0) in every
+    sub-domain; on the shared MNIST networks that is 40-90 % of them. When at least
+    :data:`SPARSE_COLUMN_SHARE` of the columns are zero, only the others (and the matching rows of
+    ``weight``) enter the matrix product, which gives the same result with fewer operations. A column
+    holding a NaN counts as non-zero. The gradient with respect to ``A`` is the dense one, ``grad @ W^T``
+    in every column: a column that is zero at this iterate (an optimised slope at 0) still has a gradient.
+    """
+    n = A.shape[-1]
+    product = A.numel() * (weight.shape[1] if weight.dim() == 2 else 1)
+    if n >= 16 and product >= SPARSE_MIN_PRODUCT and not weight.requires_grad:
+        with torch.no_grad():
+            nonzero = A.abs().amax(dim=tuple(range(A.dim() - 1))) != 0
+            kept = int(nonzero.sum())
+        if kept <= n * (1 - SPARSE_COLUMN_SHARE):
+            columns = nonzero.nonzero().squeeze(1)
+            A_in = _ColumnSparseMatmul.apply(A, columns, weight)
+            bias_out = None if bias is None else _ColumnSparseMatmul.apply(A, columns, bias)
+            return A_in, bias_out
+    return torch.matmul(A, weight), None if bias is None else torch.matmul(A, bias)
+
+
+class _ColumnSparseMatmul(torch.autograd.Function):
+    """``A @ weight`` from the listed columns of ``A`` (the others are zero); dense gradient for ``A``."""
+
+    @staticmethod
+    def forward(A: Tensor, columns: Tensor, weight: Tensor) -> Tensor:
+        return torch.matmul(A.index_select(-1, columns), weight.index_select(0, columns))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(inputs[2])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (weight,) = ctx.saved_tensors
+        if weight.dim() == 1:
+            return grad.unsqueeze(-1) * weight, None, None
+        return torch.matmul(grad, weight.T), None, None
 
 
 @onnx_op("Gemm")
