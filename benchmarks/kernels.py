@@ -4,10 +4,15 @@
 
 Single thread. Per op, on shapes taken from CROWN and branch-and-bound calls on the shared networks: the
 eager reference (verifier.primitives), torch.compile of that reference (inductor, warmed up), and the native
-kernel through its wrapper (verifier.kernels). End to end: CROWN over one box, and a branch-and-bound-like
-step: CROWN over B sub-domain boxes with a spec of K rows (the engine with VERIFIER_KERNELS=torch, with the
-references replaced by their compiled versions, and with VERIFIER_KERNELS=native). The alpha/beta-CROWN
-step: forward and gradient through the ReLU step, the reference's autograd against the native gradient.
+kernel through its wrapper (verifier.kernels). End to end: CROWN over the input box of a shared property with
+its spec rows, and a branch-and-bound-like step: CROWN over B sub-boxes of that box (the engine with
+VERIFIER_KERNELS=torch, with the references replaced by their compiled versions, and with
+VERIFIER_KERNELS=native). The alpha/beta-CROWN step: forward and gradient through the ReLU step, the
+reference's autograd against the native gradient.
+
+End to end, two more columns: the share of the eager run's operator time spent in BLAS matrix products
+(which stay with BLAS on both paths), and the eager/native ratio the native kernels could reach if
+everything else took no time at all (1 / that share).
 
 Times are the best of interleaved rounds (every mode once per round, so a noisy neighbour on a shared
 machine hurts all modes alike), in ms; ratios > 1 mean native is faster. The last column is the largest
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -26,6 +32,7 @@ from common import SHARED
 
 import verifier
 from verifier import kernels, primitives
+from verifier.spec import parse_vnnlib
 
 MODES = ("eager", "compile", "native")
 REFERENCES = ("relaxed_backward", "relu_backward", "concretize_box", "interval_linear")
@@ -179,44 +186,83 @@ def compiled_references(compiled: dict[str, Callable]) -> Iterator[None]:
         kernels.set_backend(None)
 
 
-def spec_rows(network: verifier.Network) -> torch.Tensor:
-    """Output 0 against every other output (the shape of a robustness / ACAS Xu property)."""
-    n = network.output_size
-    eye = torch.eye(n)
-    return eye[[0] * (n - 1)] - eye[1:]
+def property_box(network: verifier.Network, path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first input box of a VNN-LIB property and the rows ``C`` of its cases on that box."""
+    group = parse_vnnlib(path, network.input_size, network.output_size).box_groups()[0]
+    lower, upper, C = (torch.as_tensor(a, dtype=network.dtype) for a in (group.lower, group.upper, group.C))
+    return lower[None], upper[None], C
 
 
-def sub_domains(network: verifier.Network, count: int, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` boxes that split one box around a random point, as branch and bound would (random cuts)."""
+def sub_domains(lower: torch.Tensor, upper: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` boxes that each keep one side of random halvings of the box, as input splitting would."""
     g = torch.Generator().manual_seed(1)
-    centre = torch.rand(1, network.input_size, generator=g)
-    lower = (centre - radius).repeat(count, 1)
-    upper = (centre + radius).repeat(count, 1)
+    lower, upper = lower.repeat(count, 1), upper.repeat(count, 1)
     for _ in range(max(1, count.bit_length() - 1)):
-        dim = torch.randint(network.input_size, (count,), generator=g)
-        mid = (lower.gather(1, dim[:, None]) + upper.gather(1, dim[:, None])) / 2
-        left = torch.rand(count, generator=g) < 0.5
-        lower.scatter_(1, dim[:, None], torch.where(left[:, None], lower.gather(1, dim[:, None]), mid))
-        upper.scatter_(1, dim[:, None], torch.where(left[:, None], mid, upper.gather(1, dim[:, None])))
+        dim = torch.randint(lower.shape[1], (count,), generator=g)[:, None]
+        mid = (lower.gather(1, dim) + upper.gather(1, dim)) / 2
+        left = torch.rand(count, 1, generator=g) < 0.5
+        lower.scatter_(1, dim, torch.where(left, lower.gather(1, dim), mid))
+        upper.scatter_(1, dim, torch.where(left, mid, upper.gather(1, dim)))
     return lower, upper
 
 
-def e2e_cases(quick: bool) -> list[tuple[str, str, int, float]]:
-    """(name, network path under the shared benchmarks, boxes, radius)."""
+def e2e_cases(quick: bool) -> list[tuple[str, str, str, int]]:
+    """(name, network and property under the shared benchmarks, sub-domains of the property's box)."""
     cases = [
-        ("CROWN acasxu 1_1, 1 box r=0.2", "acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx", 1, 0.2),
-        ("CROWN mnist_fc 256x4, 1 box r=0.05", "mnist_fc/onnx/mnist-net_256x4.onnx", 1, 0.05),
-        ("CROWN oval21 base_kw, 1 box r=0.01", "oval21/onnx/cifar_base_kw.onnx", 1, 0.01),
-        ("BaB step acasxu 1_1, 1024 boxes", "acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx", 1024, 0.05),
-        ("BaB step mnist_fc 256x2, 256 boxes", "mnist_fc/onnx/mnist-net_256x2.onnx", 256, 0.02),
-        ("BaB step mnist_fc 256x6, 64 boxes", "mnist_fc/onnx/mnist-net_256x6.onnx", 64, 0.02),
+        ("CROWN acasxu 1_1 prop_1", "acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx", "acasxu/vnnlib/prop_1.vnnlib", 1),
+        ("CROWN mnist_fc 256x4 prop_5 eps .05", "mnist_fc/onnx/mnist-net_256x4.onnx",
+         "mnist_fc/vnnlib/prop_5_0.05.vnnlib", 1),
+        ("CROWN eran 9x200 spec 8098", "eran/onnx/mnist_relu_9_200.onnx",
+         "eran/vnnlib/mnist_spec_idx_8098_eps_0.01500.vnnlib", 1),
+        ("CROWN oval21 base_kw img8194", "oval21/onnx/cifar_base_kw.onnx",
+         "oval21/vnnlib/cifar_base_kw-img8194-eps0.018300653594771243.vnnlib", 1),
+        ("BaB step acasxu 1_1 prop_1, 1024 boxes", "acasxu/onnx/ACASXU_run2a_1_1_batch_2000.onnx",
+         "acasxu/vnnlib/prop_1.vnnlib", 1024),
+        ("BaB step mnist_fc 256x2 prop_0, 256 boxes", "mnist_fc/onnx/mnist-net_256x2.onnx",
+         "mnist_fc/vnnlib/prop_0_0.03.vnnlib", 256),
+        ("BaB step mnist_fc 256x6 prop_1, 64 boxes", "mnist_fc/onnx/mnist-net_256x6.onnx",
+         "mnist_fc/vnnlib/prop_1_0.03.vnnlib", 64),
     ]
-    return [cases[0], cases[3]] if quick else cases
+    return [cases[0], cases[4]] if quick else cases
 
 
-def time_network(network: verifier.Network, lower, upper, compiled: dict[str, Callable], rounds: int):
+def blas_share(network: verifier.Network, lower, upper, C) -> float:
+    """Share of the eager engine's operator time spent in BLAS matrix products (torch profiler, one call).
+
+    Native kernels replace the other operators, so ``1 / (this share)`` bounds the eager/native ratio."""
+    from torch.profiler import ProfilerActivity, profile
+
+    kernels.set_backend("torch")
+    try:
+        with quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            network.bounds(lower, upper, C=C)
+    finally:
+        kernels.set_backend(None)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    blas = sum(e.self_cpu_time_total for e in events if e.key in BLAS_OPS)
+    return blas / total if total else 0.0
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (the profiler's C++ side prints a line when it starts and stops)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+BLAS_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::mv", "aten::addmv_", "aten::dot",
+            "aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution"}
+
+
+def time_network(network: verifier.Network, lower, upper, C, compiled: dict[str, Callable], rounds: int):
     """Best times of ``network.bounds`` per mode, and the results of the last call of each."""
-    C = spec_rows(network)
     results = {}
 
     def call(mode: str) -> Callable[[], None]:
@@ -239,21 +285,23 @@ def time_network(network: verifier.Network, lower, upper, compiled: dict[str, Ca
 
 
 def bench_end_to_end(args) -> None:
-    print(HEADER)
+    print(f"{HEADER} {'BLAS':>6s} {'bound':>6s}")
     # the engine calls each reference with a few shapes per layer: let dynamo specialise on all of them
     torch._dynamo.config.recompile_limit = 64
     torch._dynamo.config.accumulated_recompile_limit = 4096
-    for name, relative, boxes, radius in e2e_cases(args.quick):
-        path = SHARED / relative
-        if not path.is_file():
-            print(f"{name:46s} (network not available under {SHARED})")
+    for name, model, spec, boxes in e2e_cases(args.quick):
+        if not (SHARED / model).is_file() or not (SHARED / spec).is_file():
+            print(f"{name:46s} (network or property not available under {SHARED})")
             continue
-        network = verifier.load_onnx(path)
-        lower, upper = sub_domains(network, boxes, radius)
+        network = verifier.load_onnx(SHARED / model)
+        lower, upper, C = property_box(network, SHARED / spec)
+        lower, upper = sub_domains(lower, upper, boxes)
         torch._dynamo.reset()  # compiled afresh for each network
         compiled = {} if args.no_compile else {ref: torch.compile(getattr(primitives, ref)) for ref in REFERENCES}
-        times, results = time_network(network, lower, upper, compiled, args.rounds)
-        print(row(name, times, relative_difference(results["native"], results["eager"])), flush=True)
+        times, results = time_network(network, lower, upper, C, compiled, args.rounds)
+        share = blas_share(network, lower, upper, C)
+        cells = f"{100 * share:5.0f}% {1 / max(share, 1e-9):5.2f}x"
+        print(f"{row(name, times, relative_difference(results['native'], results['eager']))} {cells}", flush=True)
 
 
 def main() -> None:

@@ -77,8 +77,9 @@ def backward_matmul(A: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Ten
     n = A.shape[-1]
     product = A.numel() * (weight.shape[1] if weight.dim() == 2 else 1)
     if n >= 16 and product >= SPARSE_MIN_PRODUCT and not weight.requires_grad:
-        with torch.no_grad():
-            nonzero = A.abs().amax(dim=tuple(range(A.dim() - 1))) != 0
+        with torch.no_grad():  # two reductions without a temporary of A's size (a NaN compares non-zero)
+            lead = tuple(range(A.dim() - 1))
+            nonzero = (A.amax(dim=lead) != 0) | (A.amin(dim=lead) != 0)
             kept = int(nonzero.sum())
         if kept <= n * (1 - SPARSE_COLUMN_SHARE):
             columns = nonzero.nonzero().squeeze(1)
