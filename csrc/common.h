@@ -28,6 +28,59 @@ struct RowLayout {
   }
 };
 
+// The kernels' arguments, the same for both back ends (plain pointers and row layouts, filled by the
+// *_args functions of kernels.h): `rows` is K, and the kernels run over the batch * rows flattened rows.
+
+// relaxed_backward: A [b, K, N] and the relaxation's slopes and intercepts, [1 | B, 1 | K, N] each.
+template <typename T>
+struct RelaxedArgs {
+  const T* a;
+  RowLayout a_layout;
+  const T* lower_slope;
+  RowLayout lower_slope_layout;
+  const T* lower_intercept;  // may be null
+  RowLayout lower_intercept_layout;
+  const T* upper_slope;
+  RowLayout upper_slope_layout;
+  const T* upper_intercept;  // may be null
+  RowLayout upper_intercept_layout;
+  T* out;
+  T* bias;
+  int64_t rows;  // K
+  int64_t n;
+};
+
+// relu_backward: A and the pre-activation bounds [1 | B, N], optionally the lower slopes alpha.
+template <typename T>
+struct ReluArgs {
+  const T* a;
+  RowLayout a_layout;
+  const T* lower;
+  const T* upper;
+  RowLayout bounds_layout;
+  const T* alpha;  // may be null: lower slopes of unstable neurons
+  RowLayout alpha_layout;
+  T* out;
+  T* bias;
+  int64_t rows;
+  int64_t n;
+};
+
+// concretize_box: A, the box bounds [1 | B, N] and an optional bias [1 | B, K].
+template <typename T>
+struct ConcretizeArgs {
+  const T* a;
+  RowLayout a_layout;
+  const T* bias;  // may be null: [1|B, K]
+  int64_t bias_batch_stride;
+  const T* lower;
+  const T* upper;
+  RowLayout box_layout;
+  T* out;
+  int64_t rows;
+  int64_t n;
+};
+
 // Arguments of the gradient of relu_backward (w.r.t. A and the lower slopes alpha), for both back ends:
 // output gradients grad_A_z [B, K, N] and grad_bias [B, K]; grad_alpha may be null (not needed).
 template <typename T>

@@ -101,6 +101,158 @@ inline T* mutable_data(const Tensor& t) {
   return static_cast<T*>(t.mutable_data_ptr());
 }
 
+// Runs fn(T(0)) with T the element type of `t` (float or double; check_floating has been called).
+template <typename F>
+inline void dispatch_floating(const Tensor& t, F&& fn) {
+  if (is_float(t)) {
+    fn(float(0));
+  } else {
+    fn(double(0));
+  }
+}
+
+// A checked call of an op over [batch, rows, n] rows, with its outputs allocated: the new coefficients `out`
+// [B, K, N] and the bias [B, K] of a backward step, or the bounds `out` [B, K] of concretize_box (no `bias`).
+// The same for both back ends; the *_args functions below turn it into the kernels' arguments.
+struct RowsCall {
+  Tensor out;
+  std::optional<Tensor> bias;
+  int64_t batch;
+  int64_t rows;
+  int64_t n;
+};
+
+inline void check_coefficients(const Tensor& A, const char* op) {
+  check_floating(A);
+  STD_TORCH_CHECK(A.dim() == 3 && A.is_contiguous(), op, ": A must be a contiguous [b, K, N]");
+}
+
+inline void check_bounds_pair(const Tensor& lower, const Tensor& upper, const char* op) {
+  STD_TORCH_CHECK(lower.dim() == 2 && upper.dim() == 2 && lower.size(0) == upper.size(0) &&
+                      lower.size(1) == upper.size(1),
+                  op, ": lower and upper bounds must be two [batch, N] tensors of one shape");
+}
+
+inline RowsCall backward_call(const Tensor& A, int64_t batch) {
+  const int64_t rows = A.size(1);
+  const int64_t n = A.size(2);
+  return RowsCall{torch::stable::new_empty(A, {batch, rows, n}), torch::stable::new_empty(A, {batch, rows}), batch,
+                  rows, n};
+}
+
+inline RowsCall prepare_relaxed(const Tensor& A, const Tensor& lower_slope,
+                                const std::optional<Tensor>& lower_intercept, const Tensor& upper_slope,
+                                const std::optional<Tensor>& upper_intercept) {
+  check_coefficients(A, "relaxed_backward");
+  return backward_call(A, broadcast_batch({&A, &lower_slope, &upper_slope,
+                                           lower_intercept ? &*lower_intercept : nullptr,
+                                           upper_intercept ? &*upper_intercept : nullptr}));
+}
+
+template <typename T>
+RelaxedArgs<T> relaxed_args(const RowsCall& call, const Tensor& A, const Tensor& lower_slope,
+                            const std::optional<Tensor>& lower_intercept, const Tensor& upper_slope,
+                            const std::optional<Tensor>& upper_intercept) {
+  const int64_t batch = call.batch, rows = call.rows, n = call.n;
+  RelaxedArgs<T> p{};
+  p.a = data<T>(A);
+  p.a_layout = row_layout(A, A, batch, rows, n, "A");
+  p.lower_slope = data<T>(lower_slope);
+  p.lower_slope_layout = row_layout(lower_slope, A, batch, rows, n, "lower_slope");
+  p.upper_slope = data<T>(upper_slope);
+  p.upper_slope_layout = row_layout(upper_slope, A, batch, rows, n, "upper_slope");
+  if (lower_intercept) {
+    p.lower_intercept = data<T>(*lower_intercept);
+    p.lower_intercept_layout = row_layout(*lower_intercept, A, batch, rows, n, "lower_intercept");
+  }
+  if (upper_intercept) {
+    p.upper_intercept = data<T>(*upper_intercept);
+    p.upper_intercept_layout = row_layout(*upper_intercept, A, batch, rows, n, "upper_intercept");
+  }
+  p.out = mutable_data<T>(call.out);
+  p.bias = mutable_data<T>(*call.bias);
+  p.rows = rows;
+  p.n = n;
+  return p;
+}
+
+inline RowsCall prepare_relu(const Tensor& A, const Tensor& lower, const Tensor& upper,
+                             const std::optional<Tensor>& lower_slope) {
+  check_coefficients(A, "relu_backward");
+  check_bounds_pair(lower, upper, "relu_backward");
+  return backward_call(A, broadcast_batch({&A, &lower, lower_slope ? &*lower_slope : nullptr}));
+}
+
+template <typename T>
+ReluArgs<T> relu_args(const RowsCall& call, const Tensor& A, const Tensor& lower, const Tensor& upper,
+                      const std::optional<Tensor>& lower_slope) {
+  ReluArgs<T> p{};
+  p.a = data<T>(A);
+  p.a_layout = row_layout(A, A, call.batch, call.rows, call.n, "A");
+  p.bounds_layout = neuron_layout(lower, A, call.batch, call.n, "lower");
+  neuron_layout(upper, A, call.batch, call.n, "upper");
+  p.lower = data<T>(lower);
+  p.upper = data<T>(upper);
+  if (lower_slope) {
+    p.alpha = data<T>(*lower_slope);
+    p.alpha_layout = row_layout(*lower_slope, A, call.batch, call.rows, call.n, "lower_slope");
+  }
+  p.out = mutable_data<T>(call.out);
+  p.bias = mutable_data<T>(*call.bias);
+  p.rows = call.rows;
+  p.n = call.n;
+  return p;
+}
+
+inline RowsCall prepare_concretize(const Tensor& A, const std::optional<Tensor>& bias, const Tensor& lower,
+                                   const Tensor& upper) {
+  check_coefficients(A, "concretize_box");
+  check_bounds_pair(lower, upper, "concretize_box");
+  const int64_t batch = broadcast_batch({&A, &lower, &upper, bias ? &*bias : nullptr});
+  return RowsCall{torch::stable::new_empty(A, {batch, A.size(1)}), std::nullopt, batch, A.size(1), A.size(2)};
+}
+
+template <typename T>
+ConcretizeArgs<T> concretize_args(const RowsCall& call, const Tensor& A, const std::optional<Tensor>& bias,
+                                  const Tensor& lower, const Tensor& upper) {
+  ConcretizeArgs<T> p{};
+  p.a = data<T>(A);
+  p.a_layout = row_layout(A, A, call.batch, call.rows, call.n, "A");
+  p.box_layout = neuron_layout(lower, A, call.batch, call.n, "lower");
+  neuron_layout(upper, A, call.batch, call.n, "upper");
+  p.lower = data<T>(lower);
+  p.upper = data<T>(upper);
+  if (bias) {
+    p.bias = data<T>(*bias);
+    p.bias_batch_stride = neuron_layout(*bias, A, call.batch, call.rows, "bias").batch_stride;
+  }
+  p.out = mutable_data<T>(call.out);
+  p.rows = call.rows;
+  p.n = call.n;
+  return p;
+}
+
+// interval_linear's operands: boxes [M, n], weight and |weight| [out, n], optional bias [out], one dtype.
+inline void check_interval_linear(const Tensor& lower, const Tensor& upper, const Tensor& weight,
+                                  const Tensor& weight_abs, const std::optional<Tensor>& bias) {
+  check_floating(lower);
+  STD_TORCH_CHECK(lower.dim() == 2 && upper.dim() == 2 && lower.size(0) == upper.size(0) &&
+                      lower.size(1) == upper.size(1),
+                  "interval_linear: boxes must be two [M, n] tensors of one shape");
+  STD_TORCH_CHECK(weight.dim() == 2 && weight_abs.dim() == 2 && weight.size(1) == lower.size(1) &&
+                      weight_abs.size(0) == weight.size(0) && weight_abs.size(1) == weight.size(1),
+                  "interval_linear: weight and weight_abs must be [out, n]");
+  STD_TORCH_CHECK(lower.is_contiguous() && upper.is_contiguous(), "interval_linear: boxes must be contiguous");
+  STD_TORCH_CHECK(weight.scalar_type() == lower.scalar_type() && weight_abs.scalar_type() == lower.scalar_type() &&
+                      upper.scalar_type() == lower.scalar_type(),
+                  "interval_linear: all operands must have one dtype");
+  if (bias) {
+    STD_TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0) && bias->is_contiguous() &&
+                        bias->scalar_type() == lower.scalar_type(),
+                    "interval_linear: bias must be a contiguous [out] vector");
+  }
+}
+
 // relu_backward_grad's operands checked and its outputs allocated, the same for both back ends.
 struct ReluGradCall {
   Tensor grad_A;      // [B, K, N]
@@ -114,10 +266,8 @@ struct ReluGradCall {
 inline ReluGradCall prepare_relu_grad(const Tensor& grad_A_z, const Tensor& grad_bias, const Tensor& A,
                                       const Tensor& lower, const Tensor& upper,
                                       const std::optional<Tensor>& lower_slope, bool alpha_grad) {
-  check_floating(A);
-  STD_TORCH_CHECK(A.dim() == 3 && A.is_contiguous(), "relu_backward_grad: A must be a contiguous [b, K, N]");
-  STD_TORCH_CHECK(lower.dim() == 2 && upper.dim() == 2 && lower.size(0) == upper.size(0),
-                  "relu_backward_grad: pre-activation bounds must be two [batch, N] tensors of one shape");
+  check_coefficients(A, "relu_backward_grad");
+  check_bounds_pair(lower, upper, "relu_backward_grad");
   const int64_t rows = A.size(1);
   const int64_t n = A.size(2);
   const int64_t batch = broadcast_batch({&A, &lower, lower_slope ? &*lower_slope : nullptr});

@@ -1,5 +1,5 @@
-// The CPU row kernels: their arguments (plain pointers and layouts) and the table of the instruction-set
-// variant chosen for this CPU. The op files (relaxation.cpp, concretize.cpp, interval.cpp) check operands,
+// The CPU row kernels: the table of the instruction-set variant chosen for this CPU (their arguments are in
+// common.h, shared with the CUDA kernels). The op files (relaxation.cpp, concretize.cpp, interval.cpp) check operands,
 // allocate outputs and split the rows among threads; the row kernels (rows_impl.h) do the arithmetic.
 #pragma once
 
@@ -8,53 +8,6 @@
 #include "../common.h"
 
 namespace verifier_kernels {
-
-template <typename T>
-struct RelaxedArgs {
-  const T* a;
-  RowLayout a_layout;
-  const T* lower_slope;
-  RowLayout lower_slope_layout;
-  const T* lower_intercept;  // may be null
-  RowLayout lower_intercept_layout;
-  const T* upper_slope;
-  RowLayout upper_slope_layout;
-  const T* upper_intercept;  // may be null
-  RowLayout upper_intercept_layout;
-  T* out;
-  T* bias;
-  int64_t rows;  // K
-  int64_t n;
-};
-
-template <typename T>
-struct ReluArgs {
-  const T* a;
-  RowLayout a_layout;
-  const T* lower;
-  const T* upper;
-  RowLayout bounds_layout;
-  const T* alpha;  // may be null: lower slopes of unstable neurons
-  RowLayout alpha_layout;
-  T* out;
-  T* bias;
-  int64_t rows;
-  int64_t n;
-};
-
-template <typename T>
-struct ConcretizeArgs {
-  const T* a;
-  RowLayout a_layout;
-  const T* bias;  // may be null: [1|B, K]
-  int64_t bias_batch_stride;
-  const T* lower;
-  const T* upper;
-  RowLayout box_layout;
-  T* out;
-  int64_t rows;
-  int64_t n;
-};
 
 // Row kernels over the flattened (box, spec row) range [begin, end); `scratch` holds 4n (relu, relu_grad) or 2n
 // (concretize) values for the relaxation or box of the current box.

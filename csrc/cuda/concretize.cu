@@ -7,25 +7,10 @@ namespace verifier_kernels {
 namespace {
 
 template <typename T>
-struct ConcretizeParams {
-  const T* a;
-  RowLayout a_layout;
-  const T* bias;  // may be null
-  int64_t bias_batch_stride;
-  const T* lower;
-  const T* upper;
-  RowLayout box_layout;
-  T* out;
-  int64_t total_rows;
-  int64_t rows;
-  int64_t n;
-};
-
-template <typename T>
-__global__ void concretize_box_kernel(ConcretizeParams<T> p) {
+__global__ void concretize_box_kernel(ConcretizeArgs<T> p, int64_t total_rows) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
-  if (r >= p.total_rows) return;
+  if (r >= total_rows) return;
   const int64_t batch = r / p.rows;
   const int64_t row = r % p.rows;
   const T* a = p.a + p.a_layout.offset(batch, row);
@@ -44,43 +29,17 @@ __global__ void concretize_box_kernel(ConcretizeParams<T> p) {
 }
 
 Tensor concretize_box_cuda(Tensor A, std::optional<Tensor> bias, Tensor lower, Tensor upper) {
-  check_floating(A);
-  STD_TORCH_CHECK(A.dim() == 3 && A.is_contiguous(), "concretize_box: A must be a contiguous [b, K, N]");
   torch::stable::accelerator::DeviceGuard guard(A.get_device_index());
-  const int64_t rows = A.size(1);
-  const int64_t n = A.size(2);
-  const int64_t batch = broadcast_batch({&A, &lower, &upper, bias ? &*bias : nullptr});
-  Tensor out = torch::stable::new_empty(A, {batch, rows});
-  const int64_t total = batch * rows;
-  if (total == 0) return out;
-  auto launch = [&](auto typed_zero) {
+  const RowsCall call = prepare_concretize(A, bias, lower, upper);
+  const int64_t total = call.batch * call.rows;
+  if (total == 0) return call.out;
+  dispatch_floating(A, [&](auto typed_zero) {
     using T = decltype(typed_zero);
-    ConcretizeParams<T> p{};
-    p.a = data<T>(A);
-    p.a_layout = row_layout(A, A, batch, rows, n, "A");
-    p.box_layout = neuron_layout(lower, A, batch, n, "lower");
-    const RowLayout upper_layout = neuron_layout(upper, A, batch, n, "upper");
-    STD_TORCH_CHECK(upper_layout.batch_stride == p.box_layout.batch_stride,
-                    "concretize_box: lower and upper must have one shape");
-    p.lower = data<T>(lower);
-    p.upper = data<T>(upper);
-    if (bias) {
-      p.bias = data<T>(*bias);
-      p.bias_batch_stride = neuron_layout(*bias, A, batch, rows, "bias").batch_stride;
-    }
-    p.out = mutable_data<T>(out);
-    p.total_rows = total;
-    p.rows = rows;
-    p.n = n;
-    concretize_box_kernel<T><<<blocks_for_rows(total), kBlock, 0, current_stream(A)>>>(p);
+    const ConcretizeArgs<T> p = concretize_args<T>(call, A, bias, lower, upper);
+    concretize_box_kernel<T><<<blocks_for_rows(total), kBlock, 0, current_stream(A)>>>(p, total);
     check_launch("concretize_box");
-  };
-  if (is_float(A)) {
-    launch(float(0));
-  } else {
-    launch(double(0));
-  }
-  return out;
+  });
+  return call.out;
 }
 
 }  // namespace

@@ -28,56 +28,31 @@ __global__ void interval_kernel(T* out_center, T* out_radius, const T* bias, int
 
 std::tuple<Tensor, Tensor> interval_linear_cuda(Tensor lower, Tensor upper, Tensor weight, Tensor weight_abs,
                                                 std::optional<Tensor> bias) {
-  check_floating(lower);
-  STD_TORCH_CHECK(lower.dim() == 2 && upper.dim() == 2 && lower.size(0) == upper.size(0) &&
-                      lower.size(1) == upper.size(1),
-                  "interval_linear: boxes must be two [M, n] tensors of one shape");
-  STD_TORCH_CHECK(weight.dim() == 2 && weight_abs.dim() == 2 && weight.size(1) == lower.size(1) &&
-                      weight_abs.size(0) == weight.size(0) && weight_abs.size(1) == weight.size(1),
-                  "interval_linear: weight and weight_abs must be [out, n]");
-  STD_TORCH_CHECK(lower.is_contiguous() && upper.is_contiguous(), "interval_linear: boxes must be contiguous");
-  STD_TORCH_CHECK(weight.scalar_type() == lower.scalar_type() && weight_abs.scalar_type() == lower.scalar_type() &&
-                      upper.scalar_type() == lower.scalar_type(),
-                  "interval_linear: all operands must have one dtype");
+  check_interval_linear(lower, upper, weight, weight_abs, bias);
   torch::stable::accelerator::DeviceGuard guard(lower.get_device_index());
   const int64_t outputs = weight.size(0);
-  if (bias) {
-    STD_TORCH_CHECK(bias->dim() == 1 && bias->size(0) == outputs && bias->is_contiguous() &&
-                        bias->scalar_type() == lower.scalar_type(),
-                    "interval_linear: bias must be a contiguous [out] vector");
-  }
   Tensor center = torch::stable::new_empty(lower, {lower.size(0), lower.size(1)});
   Tensor radius = torch::stable::new_empty(lower, {lower.size(0), lower.size(1)});
   const int64_t count = lower.numel();
   cudaStream_t stream = current_stream(lower);
-  auto split = [&](auto typed_zero) {
+  dispatch_floating(lower, [&](auto typed_zero) {
     using T = decltype(typed_zero);
     if (count == 0) return;
     center_radius_kernel<T><<<blocks_for_elements(count), kBlock, 0, stream>>>(
         data<T>(lower), data<T>(upper), mutable_data<T>(center), mutable_data<T>(radius), count);
     check_launch("interval_linear");
-  };
-  if (is_float(lower)) {
-    split(float(0));
-  } else {
-    split(double(0));
-  }
+  });
   Tensor out_center = torch::stable::contiguous(torch::stable::matmul(center, torch::stable::transpose(weight, 0, 1)));
   Tensor out_radius =
       torch::stable::contiguous(torch::stable::matmul(radius, torch::stable::transpose(weight_abs, 0, 1)));
   const int64_t out_count = out_center.numel();
-  auto finish = [&](auto typed_zero) {
+  dispatch_floating(lower, [&](auto typed_zero) {
     using T = decltype(typed_zero);
     if (out_count == 0) return;
     interval_kernel<T><<<blocks_for_elements(out_count), kBlock, 0, stream>>>(
         mutable_data<T>(out_center), mutable_data<T>(out_radius), data_or_null<T>(bias), outputs, out_count);
     check_launch("interval_linear");
-  };
-  if (is_float(lower)) {
-    finish(float(0));
-  } else {
-    finish(double(0));
-  }
+  });
   return {out_center, out_radius};
 }
 

@@ -8,29 +8,10 @@ namespace verifier_kernels {
 namespace {
 
 template <typename T>
-struct RelaxedParams {
-  const T* a;
-  RowLayout a_layout;
-  const T* lower_slope;
-  RowLayout lower_slope_layout;
-  const T* lower_intercept;  // may be null
-  RowLayout lower_intercept_layout;
-  const T* upper_slope;
-  RowLayout upper_slope_layout;
-  const T* upper_intercept;  // may be null
-  RowLayout upper_intercept_layout;
-  T* out;
-  T* bias;
-  int64_t total_rows;
-  int64_t rows;
-  int64_t n;
-};
-
-template <typename T>
-__global__ void relaxed_backward_kernel(RelaxedParams<T> p) {
+__global__ void relaxed_backward_kernel(RelaxedArgs<T> p, int64_t total_rows) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
-  if (r >= p.total_rows) return;
+  if (r >= total_rows) return;
   const int64_t batch = r / p.rows;
   const int64_t row = r % p.rows;
   const T* a = p.a + p.a_layout.offset(batch, row);
@@ -51,26 +32,10 @@ __global__ void relaxed_backward_kernel(RelaxedParams<T> p) {
 }
 
 template <typename T>
-struct ReluParams {
-  const T* a;
-  RowLayout a_layout;
-  const T* lower;
-  const T* upper;
-  RowLayout bounds_layout;
-  const T* alpha;  // may be null
-  RowLayout alpha_layout;
-  T* out;
-  T* bias;
-  int64_t total_rows;
-  int64_t rows;
-  int64_t n;
-};
-
-template <typename T>
-__global__ void relu_backward_kernel(ReluParams<T> p) {
+__global__ void relu_backward_kernel(ReluArgs<T> p, int64_t total_rows) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
-  if (r >= p.total_rows) return;
+  if (r >= total_rows) return;
   const int64_t batch = r / p.rows;
   const int64_t row = r % p.rows;
   const T* a = p.a + p.a_layout.offset(batch, row);
@@ -118,91 +83,31 @@ __global__ void relu_backward_grad_kernel(ReluGradArgs<T> p, int64_t total) {
 
 std::tuple<Tensor, Tensor> relaxed_backward_cuda(Tensor A, Tensor lower_slope, std::optional<Tensor> lower_intercept,
                                                  Tensor upper_slope, std::optional<Tensor> upper_intercept) {
-  check_floating(A);
-  STD_TORCH_CHECK(A.dim() == 3 && A.is_contiguous(), "relaxed_backward: A must be a contiguous [b, K, N]");
   torch::stable::accelerator::DeviceGuard guard(A.get_device_index());
-  const int64_t rows = A.size(1);
-  const int64_t n = A.size(2);
-  const int64_t batch = broadcast_batch({&A, &lower_slope, &upper_slope,
-                                         lower_intercept ? &*lower_intercept : nullptr,
-                                         upper_intercept ? &*upper_intercept : nullptr});
-  Tensor out = torch::stable::new_empty(A, {batch, rows, n});
-  Tensor bias = torch::stable::new_empty(A, {batch, rows});
-  const int64_t total = batch * rows;
-  if (total == 0) return {out, bias};
-  auto launch = [&](auto typed_zero) {
+  const RowsCall call = prepare_relaxed(A, lower_slope, lower_intercept, upper_slope, upper_intercept);
+  const int64_t total = call.batch * call.rows;
+  if (total == 0) return {call.out, *call.bias};
+  dispatch_floating(A, [&](auto typed_zero) {
     using T = decltype(typed_zero);
-    RelaxedParams<T> p{};
-    p.a = data<T>(A);
-    p.a_layout = row_layout(A, A, batch, rows, n, "A");
-    p.lower_slope = data<T>(lower_slope);
-    p.lower_slope_layout = row_layout(lower_slope, A, batch, rows, n, "lower_slope");
-    p.upper_slope = data<T>(upper_slope);
-    p.upper_slope_layout = row_layout(upper_slope, A, batch, rows, n, "upper_slope");
-    if (lower_intercept) {
-      p.lower_intercept = data<T>(*lower_intercept);
-      p.lower_intercept_layout = row_layout(*lower_intercept, A, batch, rows, n, "lower_intercept");
-    }
-    if (upper_intercept) {
-      p.upper_intercept = data<T>(*upper_intercept);
-      p.upper_intercept_layout = row_layout(*upper_intercept, A, batch, rows, n, "upper_intercept");
-    }
-    p.out = mutable_data<T>(out);
-    p.bias = mutable_data<T>(bias);
-    p.total_rows = total;
-    p.rows = rows;
-    p.n = n;
-    relaxed_backward_kernel<T><<<blocks_for_rows(total), kBlock, 0, current_stream(A)>>>(p);
+    const RelaxedArgs<T> p = relaxed_args<T>(call, A, lower_slope, lower_intercept, upper_slope, upper_intercept);
+    relaxed_backward_kernel<T><<<blocks_for_rows(total), kBlock, 0, current_stream(A)>>>(p, total);
     check_launch("relaxed_backward");
-  };
-  if (is_float(A)) {
-    launch(float(0));
-  } else {
-    launch(double(0));
-  }
-  return {out, bias};
+  });
+  return {call.out, *call.bias};
 }
 
 std::tuple<Tensor, Tensor> relu_backward_cuda(Tensor A, Tensor lower, Tensor upper, std::optional<Tensor> lower_slope) {
-  check_floating(A);
-  STD_TORCH_CHECK(A.dim() == 3 && A.is_contiguous(), "relu_backward: A must be a contiguous [b, K, N]");
-  STD_TORCH_CHECK(lower.dim() == 2 && upper.dim() == 2 && lower.size(0) == upper.size(0),
-                  "relu_backward: pre-activation bounds must be two [batch, N] tensors of one shape");
   torch::stable::accelerator::DeviceGuard guard(A.get_device_index());
-  const int64_t rows = A.size(1);
-  const int64_t n = A.size(2);
-  const int64_t batch = broadcast_batch({&A, &lower, lower_slope ? &*lower_slope : nullptr});
-  Tensor out = torch::stable::new_empty(A, {batch, rows, n});
-  Tensor bias = torch::stable::new_empty(A, {batch, rows});
-  const int64_t total = batch * rows;
-  if (total == 0) return {out, bias};
-  auto launch = [&](auto typed_zero) {
+  const RowsCall call = prepare_relu(A, lower, upper, lower_slope);
+  const int64_t total = call.batch * call.rows;
+  if (total == 0) return {call.out, *call.bias};
+  dispatch_floating(A, [&](auto typed_zero) {
     using T = decltype(typed_zero);
-    ReluParams<T> p{};
-    p.a = data<T>(A);
-    p.a_layout = row_layout(A, A, batch, rows, n, "A");
-    p.bounds_layout = neuron_layout(lower, A, batch, n, "lower");
-    neuron_layout(upper, A, batch, n, "upper");
-    p.lower = data<T>(lower);
-    p.upper = data<T>(upper);
-    if (lower_slope) {
-      p.alpha = data<T>(*lower_slope);
-      p.alpha_layout = row_layout(*lower_slope, A, batch, rows, n, "lower_slope");
-    }
-    p.out = mutable_data<T>(out);
-    p.bias = mutable_data<T>(bias);
-    p.total_rows = total;
-    p.rows = rows;
-    p.n = n;
-    relu_backward_kernel<T><<<blocks_for_rows(total), kBlock, 0, current_stream(A)>>>(p);
+    const ReluArgs<T> p = relu_args<T>(call, A, lower, upper, lower_slope);
+    relu_backward_kernel<T><<<blocks_for_rows(total), kBlock, 0, current_stream(A)>>>(p, total);
     check_launch("relu_backward");
-  };
-  if (is_float(A)) {
-    launch(float(0));
-  } else {
-    launch(double(0));
-  }
-  return {out, bias};
+  });
+  return {call.out, *call.bias};
 }
 
 std::tuple<Tensor, Tensor> relu_backward_grad_cuda(Tensor grad_A_z, Tensor grad_bias, Tensor A, Tensor lower,
@@ -212,17 +117,12 @@ std::tuple<Tensor, Tensor> relu_backward_grad_cuda(Tensor grad_A_z, Tensor grad_
   const ReluGradCall call = prepare_relu_grad(grad_A_z, grad_bias, A, lower, upper, lower_slope, alpha_grad);
   const int64_t total = call.batch * call.rows * call.n;
   if (total == 0) return {call.grad_A, call.grad_alpha};
-  auto launch = [&](auto typed_zero) {
+  dispatch_floating(A, [&](auto typed_zero) {
     using T = decltype(typed_zero);
     const ReluGradArgs<T> p = relu_grad_args<T>(call, grad_A_z, grad_bias, A, lower, upper, lower_slope);
     relu_backward_grad_kernel<T><<<blocks_for_elements(total), kBlock, 0, current_stream(A)>>>(p, total);
     check_launch("relu_backward_grad");
-  };
-  if (is_float(A)) {
-    launch(float(0));
-  } else {
-    launch(double(0));
-  }
+  });
   return {call.grad_A, call.grad_alpha};
 }
 
