@@ -103,8 +103,11 @@ def concretize_box(A: Tensor, bias: Tensor | None, lower: Tensor, upper: Tensor)
     center = (lower + upper) / 2
     radius = torch.maximum(upper - center, center - lower)
     A_flat = A.flatten(2)
-    value = torch.matmul(A_flat, center.flatten(1).unsqueeze(-1)).squeeze(-1)
-    value = value - torch.matmul(A_flat.abs(), radius.flatten(1).unsqueeze(-1)).squeeze(-1)
+    if A_flat.shape[0] == 1 and center.shape[0] > 1:  # one A for many boxes: two matrix products, no copies of A
+        value = center.flatten(1) @ A_flat[0].T - radius.flatten(1) @ A_flat[0].abs().T
+    else:
+        value = torch.matmul(A_flat, center.flatten(1).unsqueeze(-1)).squeeze(-1)
+        value = value - torch.matmul(A_flat.abs(), radius.flatten(1).unsqueeze(-1)).squeeze(-1)
     if bias is not None:
         value = value + bias
     return value
