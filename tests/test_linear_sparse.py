@@ -28,6 +28,7 @@ def _with_zero_columns(shape: tuple[int, ...], n: int, zero_share: float, seed: 
 def sparse_always(monkeypatch):
     """Take the sparse product at every size."""
     monkeypatch.setattr(linear, "SPARSE_MIN_PRODUCT", 0)
+    monkeypatch.setattr(linear, "SPARSE_MIN_WIDTH", 0)
 
 
 @pytest.mark.parametrize("lead", [(7,), (3, 5), (2, 4, 1)])
@@ -68,13 +69,20 @@ def test_gradient_is_the_dense_one(sparse_always):
     torch.autograd.gradcheck(lambda a: backward_matmul(a, weight, bias), (A,))
 
 
-def test_small_products_stay_dense(monkeypatch):
-    """Below SPARSE_MIN_PRODUCT the zero columns are not searched for (it would cost more than it saves)."""
+def test_small_or_narrow_products_stay_dense(monkeypatch):
+    """Below SPARSE_MIN_PRODUCT multiply-adds, or onto fewer than SPARSE_MIN_WIDTH features, the zero columns
+    are not searched for (it would cost more than it saves)."""
     calls = []
     monkeypatch.setattr(linear._ColumnSparseMatmul, "apply", lambda *a: calls.append(a))
     A = _with_zero_columns((8,), 32, 0.9, seed=5)
+    monkeypatch.setattr(linear, "SPARSE_MIN_WIDTH", 0)
     backward_matmul(A, torch.ones(32, 4, dtype=torch.float64), None)
+    monkeypatch.setattr(linear, "SPARSE_MIN_WIDTH", 128)
+    monkeypatch.setattr(linear, "SPARSE_MIN_PRODUCT", 0)
+    backward_matmul(A, torch.ones(32, 127, dtype=torch.float64), None)
     assert not calls
+    backward_matmul(A, torch.ones(32, 128, dtype=torch.float64), None)
+    assert len(calls) == 1
 
 
 def _dead_heavy_network() -> verifier.Network:
@@ -105,6 +113,7 @@ def test_crown_bounds_unchanged_and_sound(monkeypatch):
     dense = network.bounds(lower, upper)
     monkeypatch.setattr(linear, "SPARSE_COLUMN_SHARE", 0.125)
     monkeypatch.setattr(linear, "SPARSE_MIN_PRODUCT", 0)
+    monkeypatch.setattr(linear, "SPARSE_MIN_WIDTH", 0)
     taken = []
     apply = linear._ColumnSparseMatmul.apply
     monkeypatch.setattr(linear._ColumnSparseMatmul, "apply", lambda *a: taken.append(1) or apply(*a))
@@ -135,6 +144,7 @@ def test_alpha_crown_unchanged(monkeypatch):
     dense = alpha_bounds()
     monkeypatch.setattr(linear, "SPARSE_COLUMN_SHARE", 0.125)
     monkeypatch.setattr(linear, "SPARSE_MIN_PRODUCT", 0)
+    monkeypatch.setattr(linear, "SPARSE_MIN_WIDTH", 0)
     sparse = alpha_bounds()
     torch.testing.assert_close(sparse, dense, rtol=1e-8, atol=1e-8)
     assert (sparse >= network.bounds(lower, upper).lower - 1e-9).all()

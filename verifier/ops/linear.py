@@ -59,9 +59,12 @@ class Linear(Operator):
 
 
 # A zero column is left out of the product when at least this share of the columns is zero, in products
-# of at least SPARSE_MIN_PRODUCT multiply-adds (below that, finding the columns costs more than it saves).
+# of at least SPARSE_MIN_PRODUCT multiply-adds onto at least SPARSE_MIN_WIDTH input features. Below those,
+# finding and gathering the columns (three passes over A) costs more than the multiply-adds it saves: on
+# ACAS Xu's 50-wide layers with 38 % zero columns the sparse product took 1.35x the dense one's time.
 SPARSE_COLUMN_SHARE = 0.125
 SPARSE_MIN_PRODUCT = 1 << 22
+SPARSE_MIN_WIDTH = 128
 
 
 def backward_matmul(A: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -74,9 +77,8 @@ def backward_matmul(A: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Ten
     holding a NaN counts as non-zero. The gradient with respect to ``A`` is the dense one, ``grad @ W^T``
     in every column: a column that is zero at this iterate (an optimised slope at 0) still has a gradient.
     """
-    n = A.shape[-1]
-    product = A.numel() * (weight.shape[1] if weight.dim() == 2 else 1)
-    if n >= 16 and product >= SPARSE_MIN_PRODUCT and not weight.requires_grad:
+    n, width = A.shape[-1], weight.shape[1]
+    if n >= 16 and width >= SPARSE_MIN_WIDTH and A.numel() * width >= SPARSE_MIN_PRODUCT and not weight.requires_grad:
         with torch.no_grad():  # two reductions without a temporary of A's size (a NaN compares non-zero)
             lead = tuple(range(A.dim() - 1))
             nonzero = (A.amax(dim=lead) != 0) | (A.amin(dim=lead) != 0)
