@@ -84,30 +84,31 @@ def backward_matmul(A: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Ten
             nonzero = (A.amax(dim=lead) != 0) | (A.amin(dim=lead) != 0)
             kept = int(nonzero.sum())
         if kept <= n * (1 - SPARSE_COLUMN_SHARE):
-            columns = nonzero.nonzero().squeeze(1)
-            A_in = _ColumnSparseMatmul.apply(A, columns, weight)
-            bias_out = None if bias is None else _ColumnSparseMatmul.apply(A, columns, bias)
-            return A_in, bias_out
+            return _ColumnSparseMatmul.apply(A, nonzero.nonzero().squeeze(1), weight, bias)
     return torch.matmul(A, weight), None if bias is None else torch.matmul(A, bias)
 
 
 class _ColumnSparseMatmul(torch.autograd.Function):
-    """``A @ weight`` from the listed columns of ``A`` (the others are zero); dense gradient for ``A``."""
+    """``(A @ weight, A @ bias)`` from the listed columns of ``A`` (the others are zero), gathered once;
+    ``bias`` may be None (then so is the second result). The gradient for ``A`` is the dense one."""
 
     @staticmethod
-    def forward(A: Tensor, columns: Tensor, weight: Tensor) -> Tensor:
-        return torch.matmul(A.index_select(-1, columns), weight.index_select(0, columns))
+    def forward(A: Tensor, columns: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        kept = A.index_select(-1, columns)
+        A_in = torch.matmul(kept, weight.index_select(0, columns))
+        return A_in, None if bias is None else torch.matmul(kept, bias.index_select(0, columns))
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        ctx.save_for_backward(inputs[2])
+        ctx.save_for_backward(inputs[2], inputs[3])
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        (weight,) = ctx.saved_tensors
-        if weight.dim() == 1:
-            return grad.unsqueeze(-1) * weight, None, None
-        return torch.matmul(grad, weight.T), None, None
+    def backward(ctx, grad: Tensor, grad_bias: Tensor | None):
+        weight, bias = ctx.saved_tensors
+        grad_A = torch.matmul(grad, weight.T)
+        if bias is not None and grad_bias is not None:
+            grad_A = grad_A + grad_bias.unsqueeze(-1) * bias
+        return grad_A, None, None, None
 
 
 @onnx_op("Gemm")
