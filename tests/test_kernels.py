@@ -8,6 +8,7 @@ differ by the rounding of another summation order, bounded by a few ulps of the 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import subprocess
@@ -123,6 +124,19 @@ def test_concretize_box_matches_reference(dtype, layout, bias):
     center, radius = primitives.center_radius(lower, upper)
     terms = (A.abs() * (center.abs() + radius).unsqueeze(1)).flatten(2).sum(-1)
     assert_sums_close(actual, expected, terms + (0 if bias_t is None else bias_t.abs()))
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_concretize_reference_one_A_many_boxes(with_bias):
+    """The reference's shared-A branch (two matrix products) against the minimum over every vertex of each box."""
+    g = generator(11)
+    A = torch.randn(1, 6, 4, generator=g, dtype=torch.float64)
+    lower, upper = box(9, (4,), torch.float64, g)
+    bias = torch.randn(1, 6, generator=g, dtype=torch.float64) if with_bias else None
+    corners = torch.tensor(list(itertools.product([0.0, 1.0], repeat=4)), dtype=torch.float64)  # [16, 4]
+    vertices = lower[:, None] + (upper - lower)[:, None] * corners  # [9, 16, 4]
+    exact = torch.einsum("kn,bvn->bvk", A[0], vertices).amin(1) + (0 if bias is None else bias)
+    torch.testing.assert_close(primitives.concretize_box(A, bias, lower, upper), exact, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
