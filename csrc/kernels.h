@@ -183,24 +183,32 @@ inline RowsCall prepare_relu(const Tensor& A, const Tensor& lower, const Tensor&
   return backward_call(A, broadcast_batch({&A, &lower, lower_slope ? &*lower_slope : nullptr}));
 }
 
-template <typename T>
-ReluArgs<T> relu_args(const RowsCall& call, const Tensor& A, const Tensor& lower, const Tensor& upper,
-                      const std::optional<Tensor>& lower_slope) {
-  ReluArgs<T> p{};
+// The operands a ReLU step and its gradient share (A, the pre-activation bounds, the optional lower slopes, the
+// sizes), checked and set in `p`, a ReluArgs<T> or a ReluGradArgs<T>.
+template <typename T, typename Args>
+void set_relu_operands(Args& p, int64_t batch, int64_t rows, int64_t n, const Tensor& A, const Tensor& lower,
+                       const Tensor& upper, const std::optional<Tensor>& lower_slope) {
   p.a = data<T>(A);
-  p.a_layout = row_layout(A, A, call.batch, call.rows, call.n, "A");
-  p.bounds_layout = neuron_layout(lower, A, call.batch, call.n, "lower");
-  neuron_layout(upper, A, call.batch, call.n, "upper");
+  p.a_layout = row_layout(A, A, batch, rows, n, "A");
+  p.bounds_layout = neuron_layout(lower, A, batch, n, "lower");
+  neuron_layout(upper, A, batch, n, "upper");
   p.lower = data<T>(lower);
   p.upper = data<T>(upper);
   if (lower_slope) {
     p.alpha = data<T>(*lower_slope);
-    p.alpha_layout = row_layout(*lower_slope, A, call.batch, call.rows, call.n, "lower_slope");
+    p.alpha_layout = row_layout(*lower_slope, A, batch, rows, n, "lower_slope");
   }
+  p.rows = rows;
+  p.n = n;
+}
+
+template <typename T>
+ReluArgs<T> relu_args(const RowsCall& call, const Tensor& A, const Tensor& lower, const Tensor& upper,
+                      const std::optional<Tensor>& lower_slope) {
+  ReluArgs<T> p{};
+  set_relu_operands<T>(p, call.batch, call.rows, call.n, A, lower, upper, lower_slope);
   p.out = mutable_data<T>(call.out);
   p.bias = mutable_data<T>(*call.bias);
-  p.rows = call.rows;
-  p.n = call.n;
   return p;
 }
 
@@ -236,9 +244,7 @@ ConcretizeArgs<T> concretize_args(const RowsCall& call, const Tensor& A, const s
 inline void check_interval_linear(const Tensor& lower, const Tensor& upper, const Tensor& weight,
                                   const Tensor& weight_abs, const std::optional<Tensor>& bias) {
   check_floating(lower);
-  STD_TORCH_CHECK(lower.dim() == 2 && upper.dim() == 2 && lower.size(0) == upper.size(0) &&
-                      lower.size(1) == upper.size(1),
-                  "interval_linear: boxes must be two [M, n] tensors of one shape");
+  check_bounds_pair(lower, upper, "interval_linear");
   STD_TORCH_CHECK(weight.dim() == 2 && weight_abs.dim() == 2 && weight.size(1) == lower.size(1) &&
                       weight_abs.size(0) == weight.size(0) && weight_abs.size(1) == weight.size(1),
                   "interval_linear: weight and weight_abs must be [out, n]");
@@ -289,22 +295,11 @@ ReluGradArgs<T> relu_grad_args(const ReluGradCall& call, const Tensor& grad_A_z,
                                const Tensor& A, const Tensor& lower, const Tensor& upper,
                                const std::optional<Tensor>& lower_slope) {
   ReluGradArgs<T> p{};
+  set_relu_operands<T>(p, call.batch, call.rows, call.n, A, lower, upper, lower_slope);
   p.grad_a_z = data<T>(grad_A_z);
   p.grad_bias = data<T>(grad_bias);
-  p.a = data<T>(A);
-  p.a_layout = row_layout(A, A, call.batch, call.rows, call.n, "A");
-  p.bounds_layout = neuron_layout(lower, A, call.batch, call.n, "lower");
-  neuron_layout(upper, A, call.batch, call.n, "upper");
-  p.lower = data<T>(lower);
-  p.upper = data<T>(upper);
-  if (lower_slope) {
-    p.alpha = data<T>(*lower_slope);
-    p.alpha_layout = row_layout(*lower_slope, A, call.batch, call.rows, call.n, "lower_slope");
-  }
   p.grad_a = mutable_data<T>(call.grad_A);
   p.grad_alpha = call.want_alpha ? mutable_data<T>(call.grad_alpha) : nullptr;
-  p.rows = call.rows;
-  p.n = call.n;
   return p;
 }
 

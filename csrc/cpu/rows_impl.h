@@ -227,15 +227,22 @@ struct BoxRelaxation {
         row_slope(scratch + 3 * size),
         n(size) {}
 
-  // Forms box `box`'s relaxation from its bounds (l, u) unless it is already there; returns the row's lower slopes.
-  template <bool kAlpha>
-  const T* row_lower_slopes(const T* l, const T* u, int64_t box, const T* alpha) {
+  const T* l = nullptr;  // the current row's pre-activation bounds
+  const T* u = nullptr;
+
+  // Moves to row (batch, row) of a ReLU step's operands `p` (ReluArgs or ReluGradArgs): points l and u at its
+  // box's bounds, forms that box's relaxation unless it is already there, and returns the row's lower slopes.
+  template <bool kAlpha, typename Args>
+  const T* at_row(const Args& p, int64_t batch, int64_t row) {
+    l = p.lower + p.bounds_layout.offset(batch, 0);
+    u = p.upper + p.bounds_layout.offset(batch, 0);
+    const int64_t box = p.bounds_layout.batch_stride == 0 ? 0 : batch;
     if (box != formed_for) {
       relu_relaxation_row(l, u, lower_slope, upper_slope, upper_intercept, n);
       formed_for = box;
     }
     if constexpr (kAlpha) {
-      alpha_slope_row(l, u, alpha, lower_slope, row_slope, n);
+      alpha_slope_row(l, u, p.alpha + p.alpha_layout.offset(batch, row), lower_slope, row_slope, n);
       return row_slope;
     }
     return lower_slope;
@@ -247,14 +254,8 @@ void relu_rows_with(const ReluArgs<T>& p, int64_t begin, int64_t end, T* scratch
   BoxRelaxation<T> relaxation(scratch, p.n);
   RowCursor at(begin, p.rows);
   for (int64_t r = begin; r < end; ++r, at.next()) {
-    const int64_t batch = at.batch;
-    const int64_t row = at.row;
-    const T* l = p.lower + p.bounds_layout.offset(batch, 0);
-    const T* u = p.upper + p.bounds_layout.offset(batch, 0);
-    const int64_t box = p.bounds_layout.batch_stride == 0 ? 0 : batch;
-    const T* slope = relaxation.template row_lower_slopes<kAlpha>(
-        l, u, box, kAlpha ? p.alpha + p.alpha_layout.offset(batch, row) : nullptr);
-    p.bias[r] = relaxed_row<T, false, true>(p.a + p.a_layout.offset(batch, row), slope, relaxation.upper_slope,
+    const T* slope = relaxation.template at_row<kAlpha>(p, at.batch, at.row);
+    p.bias[r] = relaxed_row<T, false, true>(p.a + p.a_layout.offset(at.batch, at.row), slope, relaxation.upper_slope,
                                             nullptr, relaxation.upper_intercept, p.out + r * p.n, p.n);
   }
 }
@@ -306,15 +307,10 @@ void relu_grad_rows_with(const ReluGradArgs<T>& p, int64_t begin, int64_t end, T
   BoxRelaxation<T> relaxation(scratch, n);
   RowCursor at(begin, p.rows);
   for (int64_t r = begin; r < end; ++r, at.next()) {
-    const int64_t batch = at.batch;
-    const int64_t row = at.row;
-    const T* l = p.lower + p.bounds_layout.offset(batch, 0);
-    const T* u = p.upper + p.bounds_layout.offset(batch, 0);
-    const int64_t box = p.bounds_layout.batch_stride == 0 ? 0 : batch;
-    const T* slope = relaxation.template row_lower_slopes<kAlpha>(
-        l, u, box, kAlpha ? p.alpha + p.alpha_layout.offset(batch, row) : nullptr);
-    relu_grad_row<T, kAlphaGrad>(p.grad_a_z + r * n, p.grad_bias[r], p.a + p.a_layout.offset(batch, row), l, u,
-                                 slope, relaxation.upper_slope, relaxation.upper_intercept, p.grad_a + r * n,
+    const T* slope = relaxation.template at_row<kAlpha>(p, at.batch, at.row);
+    relu_grad_row<T, kAlphaGrad>(p.grad_a_z + r * n, p.grad_bias[r], p.a + p.a_layout.offset(at.batch, at.row),
+                                 relaxation.l, relaxation.u, slope, relaxation.upper_slope,
+                                 relaxation.upper_intercept, p.grad_a + r * n,
                                  kAlphaGrad ? p.grad_alpha + r * n : nullptr, n);
   }
 }
