@@ -12,6 +12,7 @@ from torch import Tensor
 
 from verifier.bounds.crown import CrownOptions, compute_intermediate_bounds, crown_bounds
 from verifier.bounds.ibp import interval_bounds, interval_of_spec
+from verifier.device import DeviceLike, resolve_device
 from verifier.errors import ShapeError
 from verifier.ir import Graph
 
@@ -41,6 +42,7 @@ class Network:
         self.graph = graph
         self.source = source
         self.dtype = _graph_dtype(graph)
+        self.device = _graph_device(graph)
 
     # -- shapes ---------------------------------------------------------------------------------------
     @property
@@ -59,11 +61,19 @@ class Network:
     def output_size(self) -> int:
         return math.prod(self.output_shape)
 
-    def to(self, dtype: torch.dtype) -> Network:
-        """Cast every weight to ``dtype`` (e.g. ``torch.float64`` for exact-arithmetic comparisons)."""
+    def to(self, device: DeviceLike | torch.dtype = None, dtype: torch.dtype | None = None) -> Network:
+        """Move every constant to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a
+        ``torch.device``; see :func:`verifier.device.resolve_device`) and cast the weights to ``dtype`` (e.g.
+        ``torch.float64`` for exact-arithmetic comparisons), in place. ``net.to(torch.float64)`` casts only."""
+        if isinstance(device, torch.dtype):
+            device, dtype = None, device
+        target = None if device is None else resolve_device(device)
         for node in self.graph.nodes:
-            node.op.to(dtype)
-        self.dtype = dtype
+            node.op.to(dtype=dtype, device=target)
+        if dtype is not None:
+            self.dtype = dtype
+        if target is not None:
+            self.device = target
         return self
 
     def as_batch(self, x: Tensor | np.ndarray, what: str = "input") -> Tensor:
@@ -175,3 +185,10 @@ def _graph_dtype(graph: Graph) -> torch.dtype:
             if value.is_floating_point():
                 return value.dtype
     return torch.float32
+
+
+def _graph_device(graph: Graph) -> torch.device:
+    for node in graph.nodes:
+        for value in node.op.constants().values():
+            return value.device
+    return torch.device("cpu")

@@ -78,11 +78,12 @@ class Operator:
         """The tensors baked into this operator (weights, biases, relaxation constants)."""
         return {k: v for k, v in vars(self).items() if isinstance(v, Tensor)}
 
-    def to(self, dtype: torch.dtype) -> Operator:
-        """Cast the floating-point constants to ``dtype`` in place; returns ``self``."""
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Operator:
+        """Move the constants to ``device`` and cast the floating-point ones to ``dtype``, in place; returns
+        ``self``."""
         for key, value in self.constants().items():
-            if value.is_floating_point():
-                setattr(self, key, value.to(dtype))
+            target = dtype if dtype is not None and value.is_floating_point() else value.dtype
+            setattr(self, key, value.to(device=device if device is not None else value.device, dtype=target))
         return self
 
     def describe(self) -> str:
