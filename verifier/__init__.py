@@ -9,6 +9,7 @@ Typical use::
 
 import verifier.ops  # noqa: F401  (registers the operator converters)
 from verifier.api import from_torch, load_onnx
+from verifier.certification import CertifyOptions, CertifyResult, certify
 from verifier.complete import Result, VerifyOptions, verify, verify_robustness
 from verifier.errors import (
     InvalidWeightError,
@@ -24,11 +25,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Bounds",
+    "CertifyOptions",
+    "CertifyResult",
     "InvalidWeightError",
     "ModelLoadError",
     "Network",
     "ShapeError",
     "UnsupportedOperatorError",
+    "certify",
     "VerifierError",
     "from_torch",
     "load_onnx",

@@ -17,6 +17,7 @@ COMMANDS = {
     "verify": "decide a VNN-LIB property: sat (counterexample) / unsat (proof) / unknown / timeout",
     "bench": "run a VNN-COMP instances.csv: resumable, parallel, scored, with plots",
     "smooth": "certify robustness by randomized smoothing (Cohen et al. 2019)",
+    "certify": "certified accuracy of a model over a dataset, per epsilon and certification method",
 }
 
 
