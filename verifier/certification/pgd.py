@@ -21,9 +21,10 @@ from verifier.network import Network
 
 
 def attack(network: Network, perturbation: PerturbationSet, x: Tensor, labels: Tensor, eps: Tensor,
-           steps: int = 50, restarts: int = 8, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+           steps: int = 50, restarts: int = 8, seeds: list[int] | None = None) -> tuple[Tensor, Tensor]:
     """Look for an input of each set whose margin is ``<= 0``. Returns ``broken`` ``[B]`` and the points found
-    ``[B, ...]`` (the input itself where none was found)."""
+    ``[B, ...]`` (the input itself where none was found). ``seeds``: one per input for its random starts, so
+    an input's attack does not depend on the batch it is in (a resumed run repeats it exactly)."""
     graph = network.graph
     batch = x.shape[0]
     with torch.no_grad():
@@ -42,12 +43,11 @@ def attack(network: Network, perturbation: PerturbationSet, x: Tensor, labels: T
         targets[r] = ranked[:, r - 1]
     shape = x.shape[1:]
     center = x.unsqueeze(0).expand(restarts, *x.shape)
-    noise = torch.rand((restarts, *x.shape), generator=generator, dtype=x.dtype).to(x.device) * 2 - 1
+    noise, scale = _random_starts(restarts, x, seeds)
     radius = eps.reshape(1, batch, *[1] * len(shape))
     if perturbation.norm == "l2":
         noise = noise / noise.flatten(2).norm(dim=2).clamp(min=1e-12).reshape(restarts, batch, *[1] * len(shape))
-        noise = noise * torch.rand((restarts, batch), generator=generator, dtype=x.dtype).to(x.device).reshape(
-            restarts, batch, *[1] * len(shape))
+        noise = noise * scale.reshape(restarts, batch, *[1] * len(shape))
     start = center + noise * radius
     start[0] = x
     points = start
@@ -97,3 +97,14 @@ def attack(network: Network, perturbation: PerturbationSet, x: Tensor, labels: T
         still = (margins(out, labels[rows]) <= 0) & perturbation.contains(x[rows], found[rows], eps[rows])
         broken[rows] = still
     return broken, found
+
+
+def _random_starts(restarts: int, x: Tensor, seeds: list[int] | None) -> tuple[Tensor, Tensor]:
+    """Uniform noise in ``[-1, 1]`` ``[R, B, ...]`` and uniform scales ``[R, B]``, drawn per input from its seed."""
+    seeds = list(range(x.shape[0])) if seeds is None else seeds
+    noise, scale = [], []
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(int(seed))
+        noise.append(torch.rand((restarts, *x.shape[1:]), generator=generator, dtype=x.dtype) * 2 - 1)
+        scale.append(torch.rand(restarts, generator=generator, dtype=x.dtype))
+    return torch.stack(noise, 1).to(x.device), torch.stack(scale, 1).to(x.device)

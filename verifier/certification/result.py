@@ -72,7 +72,7 @@ def format_value(value) -> str:
         return str(int(value))
     if isinstance(value, (int, np.integer, str)):
         return str(value)
-    return f"{float(value):.9g}"
+    return repr(float(value))  # the shortest text that reads back to the same float
 
 
 class CertifyResult:

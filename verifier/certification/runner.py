@@ -285,13 +285,13 @@ class _Run:
         self.radius = radius
         self.radius_max = radius_max
         self.radius_tol = radius_tol
-        self.generator = torch.Generator().manual_seed(options.seed)
         self.conflicts = 0
         self.progress: Progress | None = None
 
     # -- one batch ----------------------------------------------------------------------------------
     def batch(self, index: np.ndarray, x: torch.Tensor, labels: torch.Tensor, x_raw: np.ndarray) -> list[dict]:
         b = len(index)
+        self.index = index
         self.times = {m: np.zeros(b) for m in self.methods}
         start = time.perf_counter()
         _, prediction, correct = clean_method.predict(self.model.network, x, labels)
@@ -341,8 +341,9 @@ class _Run:
             found = alpha_method.certify(network, entry, self.perturbation, x[rows], labels[rows], eps_t,
                                          self.options.alpha_iterations, self.options.alpha_lr)
         else:
+            seeds = [self.options.seed * 1_000_003 + int(self.index[k]) for k in idx]
             broken, _ = pgd_method.attack(network, self.perturbation, x[rows], labels[rows], eps_t,
-                                          self.options.pgd_steps, self.options.pgd_restarts, self.generator)
+                                          self.options.pgd_steps, self.options.pgd_restarts, seeds)
             found = ~broken
         result[idx] = found.cpu().numpy()
         self.times[method] += (time.perf_counter() - start) / len(mask)
