@@ -15,8 +15,8 @@ STYLE = {
     "ibp": dict(color="tab:gray", marker="s", linewidth=2.2),
     "crown": dict(color="tab:blue", marker="^", linewidth=2.0),
     "alpha": dict(color="tab:cyan", marker="D", linewidth=1.6),
-    "lipschitz": dict(color="tab:purple", marker="P", linewidth=1.4),
-    "complete": dict(color="tab:green", marker="x", linewidth=1.2),
+    "lipschitz": dict(color="tab:purple", marker="P", linewidth=2.2),
+    "complete": dict(color="tab:green", linestyle=(0, (3, 2)), marker="x", linewidth=1.2),
     "smoothing": dict(color="tab:orange", linestyle="-.", marker="*", linewidth=1.4),
 }
 

@@ -147,13 +147,14 @@ def certify(
         raise DatasetError("the smoothing method needs a noise level: give sigma (--sigma), the one the model was "
                            "trained with")
     x_np, labels_np = check_dataset(x, labels, where=names.get("data", "the dataset"))
+    fingerprint = _fingerprint(x_np, labels_np)
     if limit is not None:
         if limit < 1:
             raise DatasetError(f"--limit must be >= 1, got {limit}")
         x_np, labels_np = x_np[:limit], labels_np[:limit]
     prepared = prepare_model(model, x_np[:1], mean, std, device)
     network = prepared.network
-    inputs = network.as_batch(torch.as_tensor(x_np), f"x in {names.get('data', 'the dataset')}")
+    inputs = network.as_batch(torch.as_tensor(x_np), f"x in {names.get('data', 'the dataset')}").to(network.device)
     check_dataset(x_np, labels_np, prepared.n_classes, where=names.get("data", "the dataset"))
     domain = parse_clip(clip, x_np)
     perturbation = PerturbationSet(norm, domain)
@@ -183,8 +184,9 @@ def certify(
     settings = {
         "model": names.get("model", prepared.source or type(model).__name__),
         "data": names.get("data", "arrays"),
-        "data_sha256": _fingerprint(x_np, labels_np),
+        "data_sha256": fingerprint,
         "count": int(len(labels_np)),
+        "limit": limit,
         "input_size": int(network.input_size),
         "classes": int(prepared.n_classes),
         "norm": norm,
@@ -265,7 +267,23 @@ def _write_reports(result: CertifyResult, out: Path, names: dict) -> None:
     title = f"{Path(str(result.settings['model'])).name}: {len(result)} inputs, {result.norm}"
     if result.rows:
         plot_certified_accuracy(result, files["plot"], title=title)
-    Path(files["summary"]).write_text(json.dumps(result.summary(), indent=2, default=str) + "\n")
+    Path(files["summary"]).write_text(json.dumps(json_ready(result.summary()), indent=2) + "\n")
+
+
+def json_ready(value):
+    """``value`` with every non-finite float as ``None`` (strict JSON: ``inf`` in a pgd radius means no attack
+    was found up to the largest epsilon) and other objects as text."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return str(value)
 
 
 class _Run:

@@ -10,6 +10,7 @@ certifies ``eps`` when ``radius >= eps * sqrt(d)`` (the L-infinity ball lies ins
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,13 +34,14 @@ class SmoothingSettings:
 
 def smoothed_classifier(model: PreparedModel, settings: SmoothingSettings) -> SmoothedClassifier:
     """The smoothed classifier of the model: the ONNX file itself (as ``verifier smooth`` runs it) when there
-    is one and no normalisation is folded in, else the network on raw inputs."""
-    if model.source is not None and model.mean is None and model.device.type == "cpu":
+    is one and no normalisation is folded in, else the network on raw inputs. Sampling runs on the CPU
+    (:class:`~verifier.smoothing.SmoothedClassifier` draws its noise there)."""
+    if model.source is not None and model.mean is None:
         base = model.source
-    elif model.mean is None:
-        base = model.original
     else:
-        base = model.network
+        base = model.original if model.mean is None else model.network
+        if base.device.type != "cpu":
+            base = copy.deepcopy(base).to("cpu")
     return SmoothedClassifier(base, settings.sigma, seed=settings.seed, backend=settings.backend)
 
 

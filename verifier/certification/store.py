@@ -17,7 +17,7 @@ from verifier.certification.result import format_value, parse_value
 from verifier.errors import VerifierError
 
 #: settings that may differ between a run and its resumption (they do not change the rows' meaning)
-VOLATILE = {"device", "progress", "files", "notes", "limit"}
+VOLATILE = {"device", "progress", "files", "notes", "limit", "count"}
 
 
 class RowStore:

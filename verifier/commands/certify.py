@@ -112,9 +112,11 @@ def run(args: argparse.Namespace) -> int:
         names={"model": args.model, "data": args.data},
     )
     if args.json:
+        from verifier.certification.runner import json_ready
+
         summary = result.summary()
         summary["rows"] = result.rows
-        print(json.dumps(summary, default=str))
+        print(json.dumps(json_ready(summary)))
         return 0
     sys.stdout.write(result.table() + "\n")
     for kind, path in result.extras.get("files", {}).items():
