@@ -234,6 +234,21 @@ def test_resume_after_a_kill_repeats_nothing_and_loses_nothing(tmp_path):
         certify(path, x, labels, [0.01, 0.05], out=out, resume=True, **kwargs)
 
 
+def test_prepared_network_computes_the_model_on_raw_inputs():
+    """Normalisation folded in and convolutions made dense: the same function as onnxruntime on the file."""
+    from tests.netutil import run_onnxruntime
+    from verifier.certification.model import prepare_model
+
+    path = MODELS / "digits_cnn.onnx"
+    x = DATA["x"][:5].reshape(5, 1, 1, 8, 8)
+    prepared = prepare_model(path, x[:1], mean=[0.1], std=[0.5])
+    assert any(n.name.endswith("certify_dense") for n in prepared.network.graph.nodes)
+    ours = prepared.network.forward(x).detach().numpy().reshape(5, -1)
+    for i in range(5):
+        expected = run_onnxruntime(path, ((x[i] - 0.1) / 0.5).astype(np.float32)).reshape(-1)
+        assert np.allclose(ours[i], expected, rtol=1e-4, atol=1e-4)
+
+
 def test_torch_module_and_device_argument():
     module = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
     x = DATA["x"][:8]

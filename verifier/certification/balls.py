@@ -38,29 +38,30 @@ class PerturbationSet:
         return lower, upper
 
     def project(self, center: Tensor, point: Tensor, eps: Tensor) -> Tensor:
-        """A point of the set near ``point`` (for attacks): for L2 the ball's radial projection shrunk by one
-        part in a million, so rounding cannot leave the ball, then the domain's clip, which keeps a point of
-        the ball inside it (each coordinate moves towards the centre, itself in the domain)."""
+        """A point of the set near ``point`` (for attacks): for L-infinity the nearest point of the box the
+        bounds are computed on; for L2 the ball's radial projection shrunk by one part in a million, so
+        rounding cannot leave the ball, then the domain's clip, which keeps a point of the ball inside it
+        (each coordinate moves towards the centre, itself in the domain)."""
+        if self.norm == "linf":  # into the very box the bounds are computed on
+            lower, upper = self.box(center, eps)
+            return torch.minimum(torch.maximum(point, lower), upper)
         radius = eps.to(point.dtype).reshape(-1, *[1] * (point.dim() - 1))
         delta = point - center
-        if self.norm == "linf":
-            delta = torch.maximum(torch.minimum(delta, radius), -radius)
-        else:
-            length = delta.flatten(1).norm(dim=1).reshape(radius.shape)
-            factor = torch.where(length > radius * (1 - 1e-6), radius * (1 - 1e-6) / length.clamp(min=1e-30), 1.0)
-            delta = delta * factor
-        projected = center + delta
+        length = delta.flatten(1).norm(dim=1).reshape(radius.shape)
+        factor = torch.where(length > radius * (1 - 1e-6), radius * (1 - 1e-6) / length.clamp(min=1e-30), 1.0)
+        projected = center + delta * factor
         if self.clip is not None:
             projected = projected.clamp(self.clip[0], self.clip[1])
         return projected
 
     def contains(self, center: Tensor, point: Tensor, eps: Tensor) -> Tensor:
-        """Whether each ``point`` lies in the set around ``center`` (``[B]`` booleans), checked exactly."""
-        delta = (point - center).flatten(1)
+        """Whether each ``point`` lies in the set around ``center`` (``[B]`` booleans): for L-infinity inside the
+        box the bounds are computed on, for L2 within the radius in float64."""
         if self.norm == "linf":
-            inside = delta.abs().amax(1) <= eps.to(delta.dtype)
-        else:
-            inside = delta.to(torch.float64).norm(dim=1) <= eps.to(torch.float64)
+            lower, upper = self.box(center, eps)
+            return ((point >= lower) & (point <= upper)).flatten(1).all(1)
+        delta = (point - center).flatten(1)
+        inside = delta.to(torch.float64).norm(dim=1) <= eps.to(torch.float64)
         if self.clip is not None:
             flat = point.flatten(1)
             inside &= (flat >= self.clip[0]).all(1) & (flat <= self.clip[1]).all(1)
