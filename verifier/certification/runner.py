@@ -39,7 +39,6 @@ from verifier.certification.data import DatasetError, check_dataset, parse_clip,
 from verifier.certification.model import PreparedModel, prepare_model
 from verifier.certification.radius import bisect, steps_needed
 from verifier.certification.result import ALL_METHODS, DETERMINISTIC, CertifyResult, eps_key, row_fields
-from verifier.certification.smoothing import SmoothingSettings, certify_inputs, smoothed_classifier
 from verifier.device import DeviceLike
 from verifier.progress import Progress
 
@@ -177,6 +176,8 @@ def certify(
             notes.append(f"lipschitz left out: {error}")
     smoothing = None
     if "smoothing" in chosen:
+        from verifier.certification.smoothing import SmoothingSettings, smoothed_classifier
+
         settings_s = SmoothingSettings(options.sigma, options.n0, options.n, options.smoothing_alpha,
                                        options.smoothing_batch, options.seed, options.smoothing_backend)
         smoothing = (settings_s, smoothed_classifier(prepared, settings_s))
@@ -327,6 +328,8 @@ class _Run:
         else:
             self._fixed(rows, x, labels, x_raw, correct, lip_radius)
         if self.smoothing is not None:
+            from verifier.certification.smoothing import certify_inputs
+
             settings, smoothed = self.smoothing
             self._status("smoothing")
             for row, (prediction_s, radius_s, time_s) in zip(rows, certify_inputs(smoothed, settings, index, x_raw)):
