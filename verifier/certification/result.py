@@ -6,10 +6,11 @@ Columns of a row (also the header of ``certify.csv``):
   class and whether that is the label (a strict top class);
 * per epsilon ``e`` and method ``m`` (fixed-epsilon runs): ``m@e``, 1 when ``m`` certifies the input at
   ``e`` (for ``pgd``: the attack found nothing), 0 otherwise; ``complete_status@e`` the verifier's answer
-  (``certified``, ``falsified``, ``timeout``, ``unknown``, or ``skipped`` when a cheaper method decided);
+  (``certified``, also when a cheaper method proved it; ``falsified``: the verifier's own counterexample;
+  ``attacked``: PGD's, so the verifier was not run; ``timeout``; ``unknown``; ``misclassified``);
 * per method (``--radius`` runs): ``m_radius``, the largest epsilon ``m`` certifies (bisection to the run's
   tolerance, capped at its largest epsilon) and for ``pgd`` the smallest epsilon at which the attack found
-  an adversarial input (``inf`` if none up to the cap): an upper bound on every certified radius;
+  an adversarial input (``inf`` if none up to the cap; ``null`` in JSON): an upper bound on every certified radius;
 * ``lipschitz_radius`` and ``smoothing_prediction, smoothing_radius`` (closed forms, in every run);
 * ``m_time_s``: seconds spent on the input by method ``m`` (a batched method's time is shared equally by
   the inputs of its batch).

@@ -409,7 +409,7 @@ class _Run:
                     for method in DETERMINISTIC:
                         if method in columns:
                             decided |= columns[method]
-                status = np.where(correct, "skipped", "misclassified").astype(object)
+                status = np.where(correct, "unknown", "misclassified").astype(object)
                 todo = np.flatnonzero(candidates & ~decided)
                 for n, k in enumerate(todo):
                     self._status(f"complete at eps {key}: {n + 1}/{len(todo)}")
