@@ -284,3 +284,29 @@ def test_engine_dispatches_to_the_cuda_kernels():
     for a, b in zip(gpu, cpu):
         assert a.is_cuda
         torch.testing.assert_close(a.cpu(), b, rtol=1e-4, atol=1e-4)
+
+
+@needs_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_kernels_on_unaligned_rows(dtype):
+    """Operands whose storage starts off a 16-byte boundary (a view at an offset of one value) take the scalar
+    path of the kernels; the results are those of the 16-byte path and of the reference."""
+    g = generator(31)
+    B, K, n = 3, 5, 64
+    A = coefficients(B, K, (n,), dtype, g)
+    lower, upper = pre_activation_bounds(B, (n,), dtype, g)
+    slope = torch.rand(B, K, n, generator=g, dtype=dtype)
+    buffer = torch.empty(A.numel() + 1, dtype=dtype, device="cuda")
+    shifted = buffer[1:].view(B, K, n)
+    shifted.copy_(A.to("cuda"))
+    assert shifted.data_ptr() % 16 != 0 and shifted.is_contiguous()
+    ops = torch.ops.verifier
+    aligned = ops.relu_backward(*on_gpu(A, lower, upper, slope))
+    unaligned = ops.relu_backward(shifted, *on_gpu(lower, upper, slope))
+    expected = primitives.relu_backward(A, lower, upper, slope)
+    assert torch.equal(unaligned[0].cpu(), expected[0]) and torch.equal(aligned[0].cpu(), expected[0])
+    torch.testing.assert_close(unaligned[1].cpu(), expected[1])
+    box_lower, box_upper = box(B, (n,), dtype, g)
+    torch.testing.assert_close(ops.concretize_box(shifted, None, *on_gpu(box_lower, box_upper)).cpu(),
+                               primitives.concretize_box(A, None, box_lower, box_upper))
