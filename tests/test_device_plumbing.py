@@ -235,3 +235,23 @@ def test_smoothing_under_the_guard(mlp):
         return smoothed.sample_counts(x, 300, batch_size=128).tolist()
 
     guarded(run)
+
+
+def test_device_option_on_the_command_line(tmp_path):
+    """--device on the commands that compute: cpu runs, a device torch does not see or a bad name is an error in
+    one line (exit code 2)."""
+    from tests.test_cli import run_cli
+
+    model = str(MODELS / "acasxu_like.onnx")
+    verified = run_cli("verify", model, str(MODELS / "acasxu_like_prop_1.vnnlib"), "--timeout", "60", "--device", "cpu",
+                       "--json")
+    assert verified.returncode == 0 and '"device": "cpu"' in verified.stdout
+    bounds = run_cli("bounds", model, "--center", str(MODELS / "acasxu_like_prop_1_center.npy"), "--eps", "0.05",
+                     "--device", "auto", "--json")
+    assert bounds.returncode == 0, bounds.stderr
+    bad = run_cli("bounds", model, "--center", str(MODELS / "acasxu_like_prop_1_center.npy"), "--eps", "0.05",
+                  "--device", "tpu")
+    assert bad.returncode == 2 and "unknown device" in bad.stderr and "Traceback" not in bad.stderr
+    if not torch.cuda.is_available():
+        missing = run_cli("verify", model, str(MODELS / "acasxu_like_prop_1.vnnlib"), "--device", "cuda")
+        assert missing.returncode == 2 and "no CUDA device" in missing.stderr
