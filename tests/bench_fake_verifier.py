@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float)
     parser.add_argument("--results")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--device")
     args = parser.parse_args()
     started = time.monotonic()
     kind = Path(args.property).stem
@@ -56,7 +57,8 @@ def main() -> int:
         witness = "((X_0 0.0)\n (X_1 0.0)\n (X_2 0.0)\n (X_3 0.0)\n (X_4 0.0)\n" \
                   " (Y_0 -100.0)\n (Y_1 100.0)\n (Y_2 100.0)\n (Y_3 100.0)\n (Y_4 100.0))\n"
     Path(args.results).write_text(f"{status}\n{witness}")
-    print(json.dumps({"status": status, "message": os.environ.get("BENCH_FAKE_NOTE", ""), "stats": {"phases": {}},
+    note = os.environ.get("BENCH_FAKE_NOTE", "") or (f"device {args.device}" if args.device else "")
+    print(json.dumps({"status": status, "message": note, "stats": {"phases": {}},
                       "time_s": time.monotonic() - started}))
     return 0
 

@@ -228,3 +228,12 @@ def test_local_executor_runs_tasks_in_parallel(tmp_path):
     assert [o.result for o in report.outcomes] == ["unsat", "unsat"]
     assert sum(o.runtime_s for o in report.outcomes) > 4.0 and elapsed < 3.5  # two 2-second instances at once
     assert ResultStore(tmp_path / "out" / "results.csv").load().keys() == {i.key for i in instances}
+
+
+def test_device_is_handed_to_every_instance(tmp_path):
+    instances = read_instances(family(tmp_path, ["quick_a", "quick_b"], timeout=30))
+    report = run_benchmark(instances, BenchOptions(out=tmp_path / "out", command=FAKE, device="cpu"),
+                           executor=InlineExecutor())
+    assert [o.message for o in report.outcomes] == ["device cpu", "device cpu"]
+    report = run_benchmark(instances, BenchOptions(out=tmp_path / "default", command=FAKE), executor=InlineExecutor())
+    assert [o.message for o in report.outcomes] == ["", ""]   # no --device: the verifier's own default

@@ -19,6 +19,7 @@ import torch
 from onnx import helper
 
 import verifier
+from tests.conftest import TEST_DEVICE
 from tests.netutil import make_model
 from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds
 
@@ -33,7 +34,7 @@ def network() -> verifier.Network:
         helper.make_node("Relu", ["z"], ["a"]),
         helper.make_node("Gemm", ["a", "w2"], ["y"], transB=1),
     ]
-    return verifier.load_onnx(make_model(nodes, [1, 2], [1, 1], {"w1": w1, "b1": b1, "w2": w2}))
+    return verifier.load_onnx(make_model(nodes, [1, 2], [1, 1], {"w1": w1, "b1": b1, "w2": w2})).to(TEST_DEVICE)
 
 
 def test_ibp_by_hand(network):
@@ -48,16 +49,17 @@ def test_crown_by_hand(network):
     assert bounds.upper.item() == pytest.approx(4.0)
     inner = network.intermediate_bounds([-1, -1], [1, 1])
     z = network.graph.nodes[0].name
-    np.testing.assert_allclose(inner[z][0].numpy().reshape(-1), [-1.0, -2.0])
-    np.testing.assert_allclose(inner[z][1].numpy().reshape(-1), [3.0, 2.0])
+    np.testing.assert_allclose(inner[z][0].cpu().numpy().reshape(-1), [-1.0, -2.0])
+    np.testing.assert_allclose(inner[z][1].cpu().numpy().reshape(-1), [3.0, 2.0])
 
 
 def test_crown_linear_bound_before_intersection(network):
     """The raw CROWN lower bound (before intersecting with IBP) is min(x1 + x2 + 1) = -1."""
-    lower, upper = torch.tensor([[[-1.0, -1.0]]]), torch.tensor([[[1.0, 1.0]]])
+    lower = torch.tensor([[[-1.0, -1.0]]], device=TEST_DEVICE)
+    upper = torch.tensor([[[1.0, 1.0]]], device=TEST_DEVICE)
     graph = network.graph
     bounds = compute_intermediate_bounds(graph, lower, upper, CrownOptions())
-    A = torch.ones(1, 1, 1, 1)
+    A = torch.ones(1, 1, 1, 1, device=TEST_DEVICE)
     assert backward_lower(graph, graph.output_name, A, bounds).item() == pytest.approx(-1.0)
     assert -backward_lower(graph, graph.output_name, -A, bounds).item() == pytest.approx(4.0)
 

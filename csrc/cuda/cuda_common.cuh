@@ -2,6 +2,9 @@
 #pragma once
 
 #include <cuda_runtime.h>
+
+#include <cstdint>
+#include <initializer_list>
 #include <torch/csrc/inductor/aoti_torch/c/shim.h>
 #include <torch/csrc/stable/accelerator.h>
 
@@ -29,6 +32,38 @@ template <typename T>
 __device__ __forceinline__ T warp_sum(T value) {
   for (int offset = kWarp / 2; offset > 0; offset >>= 1) value += __shfl_down_sync(0xffffffffu, value, offset);
   return value;
+}
+
+// Packs of W values of T moved by one 16-byte (or, W = 1, one scalar) load or store: on Hopper a warp's 16-byte
+// accesses keep four times as many bytes in flight per instruction as 4-byte ones. Every row of the operands
+// starts at a multiple of n values, so with n a multiple of W and 16-byte aligned base pointers every pack is
+// aligned; otherwise the kernels run with W = 1. The arithmetic per value is the scalar formula either way.
+template <typename T, int W>
+struct alignas(sizeof(T) * W) Pack {
+  T v[W];
+};
+
+template <typename T>
+constexpr int kPackWidth = 16 / static_cast<int>(sizeof(T));  // 4 floats, 2 doubles
+
+template <int W, typename T>
+__device__ __forceinline__ Pack<T, W> load_pack(const T* base, int64_t j) {
+  return reinterpret_cast<const Pack<T, W>*>(base)[j];
+}
+
+template <int W, typename T>
+__device__ __forceinline__ void store_pack(T* base, int64_t j, const Pack<T, W>& value) {
+  reinterpret_cast<Pack<T, W>*>(base)[j] = value;
+}
+
+// Whether rows of n values at these base pointers (nulls ignored) can be read in 16-byte packs.
+template <typename T>
+inline bool packable(int64_t n, std::initializer_list<const void*> pointers) {
+  if (n % kPackWidth<T> != 0) return false;
+  for (const void* p : pointers) {
+    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  return true;
 }
 
 inline unsigned int blocks_for_rows(int64_t rows) {

@@ -25,8 +25,8 @@ def affine_pieces(graph: Graph, phases: dict[str, Tensor], lower: Tensor) -> dic
     an operator that is neither affine nor a ReLU."""
     n = lower.numel()
     shape = graph.input_shape
-    eye = torch.eye(n, dtype=lower.dtype).reshape(n, *shape)
-    maps = {graph.input_name: torch.cat([eye, torch.zeros(1, *shape, dtype=lower.dtype)])}
+    eye = torch.eye(n, dtype=lower.dtype, device=lower.device).reshape(n, *shape)
+    maps = {graph.input_name: torch.cat([eye, lower.new_zeros(1, *shape)])}
     for node in graph.nodes:
         inputs = [maps[name] for name in node.inputs]
         if isinstance(node.op, Relu):
@@ -34,7 +34,7 @@ def affine_pieces(graph: Graph, phases: dict[str, Tensor], lower: Tensor) -> dic
             maps[node.name] = inputs[0] * mask
         elif node.op.is_affine:
             linear = node.op.linear_part(*inputs)
-            offset = node.op.forward(*[torch.zeros(1, *graph.shape(name), dtype=lower.dtype) for name in node.inputs])
+            offset = node.op.forward(*[lower.new_zeros(1, *graph.shape(name)) for name in node.inputs])
             linear = linear.clone()
             linear[n] += offset[0]
             maps[node.name] = linear
@@ -53,26 +53,27 @@ def decide_fixed_phases(graph: Graph, problem: Problem, pre_bounds: dict[str, tu
         split = splits[name].reshape(-1)
         active = (lower.reshape(-1) >= 0) | (split > 0)
         phases[name] = active
-        constraints.append((name, split))
+        constraints.append((name, split.cpu()))
     maps = affine_pieces(graph, phases, problem.lower)
     if maps is None:
         return "unknown", None
     n = problem.lower.numel()
     rows, bounds_b = [], []
     for name, split in constraints:
-        pieces = maps[name].reshape(n + 1, -1)            # z = a . x + c per neuron
+        pieces = maps[name].reshape(n + 1, -1).cpu()      # z = a . x + c per neuron (the LP runs on the host)
         chosen = split.nonzero().flatten()
         for j in chosen.tolist():
             sign = float(split[j])
             a, c = pieces[:n, j].double().numpy(), float(pieces[n, j])
             rows.append(np.append(-sign * a, 0.0))           # sign * (a x + c) >= 0
             bounds_b.append(sign * c)
-    out = maps[graph.output_name].reshape(n + 1, -1).double().numpy()   # y = out[:n].T x + out[n]
-    C, d = problem.C.double().numpy(), problem.d.double().numpy()
-    box = [(float(l), float(u)) for l, u in zip(problem.lower.reshape(-1), problem.upper.reshape(-1))] + [(None, None)]
+    out = maps[graph.output_name].reshape(n + 1, -1).double().cpu().numpy()   # y = out[:n].T x + out[n]
+    C, d = problem.C.double().cpu().numpy(), problem.d.double().cpu().numpy()
+    box = [(float(l), float(u)) for l, u in zip(problem.lower.reshape(-1).tolist(), problem.upper.reshape(-1).tolist())]
+    box.append((None, None))
     best_x, best_t = None, np.inf
     for case in range(problem.n_cases):
-        case_rows = (problem.row_case == case).numpy()
+        case_rows = (problem.row_case == case).cpu().numpy()
         A_case = C[case_rows] @ out[:n].T                 # [k, n]
         b_case = C[case_rows] @ out[n] - d[case_rows]
         A_ub = [np.append(a, -1.0) for a in A_case] + rows
