@@ -380,9 +380,11 @@ def relu_split_search(
     try_candidates: Callable[[Tensor], object | None],
     method: str = "relu-split",
     batch: int | None = None,
+    milp_strategy=None,
 ) -> tuple[str, object | None]:
     """Run the search; returns ``(status, counterexample or None)``. ``method="bounds"`` stops after the root
-    bound (incomplete verification)."""
+    bound (incomplete verification). ``milp_strategy`` (a :class:`verifier.bab.milp.MilpStrategy`): after the
+    root, hand the problem to the exact MILP when few ReLUs are left unstable (alone or before the search)."""
     options = ReluSplitOptions()
     if batch:
         options.batch = batch
@@ -399,6 +401,15 @@ def relu_split_search(
     # cases refuted on the whole box need no more work: the search continues on the others' rows only
     problem, rows = problem.restrict(~refuted)
     search.restrict(problem)
+    if milp_strategy is not None:
+        from verifier.bab.milp import milp_phase
+
+        decided = milp_phase(search.graph, problem, root.bounds, search.root_bounds.get(search.graph.output_name),
+                             deadline, try_candidates, stats, milp_strategy)
+        if decided is not None and decided[0] in (SAT, UNSAT):
+            stats["domains"] = 1
+            stats["decided_by"] = "milp"
+            return decided
     root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
                    {k: v[:, rows] for k, v in root.betas.items()}, root.lb[:, rows])
     visited, stuck_domains = 1, 0

@@ -44,6 +44,9 @@ class VerifyOptions:
     ``method``: ``"auto"``, ``"input-split"``, ``"relu-split"`` or ``"bounds"`` (incomplete: no branching).
     ``attack``: run falsification first. ``batch``: sub-domains bounded together. ``float64``: bound in
     double precision (default: for networks with few inputs, where it is cheap). ``seed``: attack seed.
+    ``milp``: with ``method="auto"``, hand problems with few unstable ReLUs after the root bound to the exact
+    MILP (:mod:`verifier.bab.milp`). ``float_sound``: confirm every ``unsat`` by a float64 pass with rigorous
+    rounding-error terms (:mod:`verifier.complete.float_sound`); unconfirmed ones become ``unknown``.
     """
 
     method: str = "auto"
@@ -51,6 +54,8 @@ class VerifyOptions:
     batch: int | None = None
     float64: bool | None = None
     seed: int = 0
+    milp: bool = True
+    float_sound: bool = False
 
 
 def verify(
@@ -142,6 +147,11 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
     from verifier.bab.input_split import InputSplitOptions, input_split_search
 
     method = options.method
+    milp_strategy = None
+    if method == "auto" and options.milp:
+        from verifier.bab.milp import MilpStrategy
+
+        milp_strategy = MilpStrategy()
     if method == "auto":
         has_relu = any(node.op.op_type == "Relu" for node in bound_network.graph.nodes)
         # without ReLUs there is nothing for ReLU splitting to branch on: split the input instead
@@ -178,7 +188,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
 
             status, witness = relu_split_search(
                 bound_network, problem, deadline, stats, lambda points, p=problem: try_candidates(points, p),
-                method=method, batch=options.batch,
+                method=method, batch=options.batch, milp_strategy=milp_strategy,
             )
         if status == SAT:
             stats["phases"]["search"] = time.perf_counter() - start
