@@ -18,6 +18,7 @@ costs the bound (``a_j`` the bound's coefficient on the ReLU output).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -401,15 +402,8 @@ def relu_split_search(
     # cases refuted on the whole box need no more work: the search continues on the others' rows only
     problem, rows = problem.restrict(~refuted)
     search.restrict(problem)
-    if milp_strategy is not None:
-        from verifier.bab.milp import milp_phase
-
-        decided = milp_phase(search.graph, problem, root.bounds, search.root_bounds.get(search.graph.output_name),
-                             deadline, try_candidates, stats, milp_strategy)
-        if decided is not None and decided[0] in (SAT, UNSAT):
-            stats["domains"] = 1
-            stats["decided_by"] = "milp"
-            return decided
+    # the exact MILP's turn comes after a short branch-and-bound start (which settles easy problems first)
+    milp_at = None if milp_strategy is None else milp_strategy.start_time(deadline)
     root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
                    {k: v[:, rows] for k, v in root.betas.items()}, root.lb[:, rows])
     visited, stuck_domains = 1, 0
@@ -423,6 +417,16 @@ def relu_split_search(
         if deadline.expired():
             stats.update(domains=visited, open_domains=open_count)
             return TIMEOUT, None
+        if milp_at is not None and time.monotonic() >= milp_at:
+            milp_at = None
+            from verifier.bab.milp import milp_phase
+
+            decided = milp_phase(search.graph, problem, root.bounds, search.root_bounds.get(search.graph.output_name),
+                                 deadline, try_candidates, stats, milp_strategy)
+            if decided is not None and decided[0] in (SAT, UNSAT):
+                stats.update(domains=visited, decided_by="milp")
+                return decided
+            continue
         entry = stack.pop()
         if len(entry[0]) > take:
             stack.append(_select_entry(entry, torch.arange(take, len(entry[0]))))
@@ -444,7 +448,7 @@ def relu_split_search(
                 if witness is not None:
                     stats["domains"] = visited
                     return SAT, witness
-            if verdict != "refuted":
+            if verdict != "refuted" or problem.rounding is not None:   # the LP's optimum is not float-sound
                 stuck_domains += 1
         for start in range(0, len(children), options.batch):
             if deadline.expired():  # children not bounded yet: the search is incomplete
@@ -453,7 +457,12 @@ def relu_split_search(
             part = children.select(torch.arange(start, min(start + options.batch, len(children))))
             bounded, part_A, part_coefficients = search.bound(part, options.iterations)
             visited += len(bounded)
-            open_ = (~problem.refuted(bounded.lb).all(1)).nonzero().flatten()
+            refuted = problem.refuted(bounded.lb).all(1)
+            if problem.rounding is not None:   # float soundness: refutations confirmed with their multipliers
+                from verifier.complete.float_sound import confirm_refuted
+
+                refuted = confirm_refuted(search, bounded, refuted)
+            open_ = (~refuted).nonzero().flatten()
             if len(open_):
                 stack.append(_select_entry((bounded, part_A, part_coefficients), open_))
                 open_count += len(open_)

@@ -41,7 +41,8 @@ INPUT_SPLIT_MAX_INPUTS = 16
 class VerifyOptions:
     """Knobs of :func:`verify`; every ``None`` is chosen automatically from the network and property.
 
-    ``method``: ``"auto"``, ``"input-split"``, ``"relu-split"`` or ``"bounds"`` (incomplete: no branching).
+    ``method``: ``"auto"``, ``"input-split"``, ``"relu-split"``, ``"milp"`` (the exact MILP alone, ReLU
+    networks) or ``"bounds"`` (incomplete: no branching).
     ``attack``: run falsification first. ``batch``: sub-domains bounded together. ``float64``: bound in
     double precision (default: for networks with few inputs, where it is cheap). ``seed``: attack seed.
     ``milp``: with ``method="auto"``, hand problems with few unstable ReLUs after the root bound to the exact
@@ -108,8 +109,17 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
         return Result(UNSAT, stats=stats, message="the property has no satisfiable case")
     small = network.input_size <= INPUT_SPLIT_MAX_INPUTS
     use_float64 = options.float64 if options.float64 is not None else small
-    bound_network = _as_dtype(network, torch.float64 if use_float64 else network.dtype)
+    bound_network = _as_dtype(network, torch.float64 if use_float64 or options.float_sound else network.dtype)
     problems = [Problem.from_group(group, bound_network) for group in groups]
+    uncovered = None
+    from verifier.complete.float_sound import default_tolerance
+
+    for problem in problems:
+        problem.tolerance = default_tolerance(bound_network, problem)
+    if options.float_sound:
+        from verifier.complete.float_sound import make_float_sound
+
+        uncovered = make_float_sound(bound_network.graph, problems, stats)
     stats["cases"] = len(spec.cases)
     stats["dtype"] = str(bound_network.dtype).replace("torch.", "")
 
@@ -163,7 +173,12 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
         if deadline.expired():
             statuses.append(TIMEOUT)
             break
-        if method == "input-split":
+        if method == "milp":
+            from verifier.bab.milp import exact_search
+
+            status, witness = exact_search(bound_network, problem, deadline, stats,
+                                           lambda points, p=problem: try_candidates(points, p))
+        elif method == "input-split":
             search_options = InputSplitOptions()
             if options.batch:
                 search_options.batch = options.batch
@@ -172,7 +187,20 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                              o: InputSplitOptions = search_options) -> tuple[str, Counterexample | None]:
                 return input_split_search(bound_network, p, budget, o, stats, lambda points: try_candidates(points, p))
 
-            if small:
+            if small and milp_strategy is not None:
+                # a short input-split start settles easy problems; then the MILP's turn, then the rest
+                status, witness = split_inputs(Deadline(milp_strategy.start_time(deadline) - time.monotonic()))
+                if status == TIMEOUT and not deadline.expired():
+                    from verifier.bab.milp import milp_turn
+
+                    decided = milp_turn(bound_network, problem, deadline, stats,
+                                        lambda points, p=problem: try_candidates(points, p), milp_strategy)
+                    if decided is not None and decided[0] in (SAT, UNSAT):
+                        status, witness = decided
+                        stats["decided_by"] = "milp"
+                    elif not deadline.expired():
+                        status, witness = split_inputs(deadline)
+            elif small:
                 status, witness = split_inputs(deadline)
             else:
                 # many inputs and no ReLU: a short input-split search (it proves easy cases at once and checks
@@ -198,6 +226,8 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
             break
     stats["phases"]["search"] = time.perf_counter() - start
     if all(s == UNSAT for s in statuses) and len(statuses) == len(problems):
+        if uncovered is not None:
+            return Result(UNKNOWN, stats=stats, message=f"proved, but not float-sound: {uncovered}")
         return Result(UNSAT, stats=stats)
     if TIMEOUT in statuses or deadline.expired():
         return Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")

@@ -34,18 +34,25 @@ class Problem:
     exact_upper: np.ndarray | None = None
     #: a case counts as refuted only where a row's margin lower bound exceeds this (a few units of the engine
     #: type's rounding at the scale of the outputs; see :func:`verifier.complete.float_sound.refutation_tolerance`)
-    tolerance: float = 0.0
+    tolerance: float | Tensor = 0.0
+    #: under float soundness, the rounding-error model of the bound computations
+    #: (:class:`verifier.complete.float_sound.RoundingModel`); its row errors are then the tolerance
+    rounding: object | None = None
 
     @classmethod
     def from_group(cls, group: BoxGroup, network: Network) -> Problem:
-        """The group's box and rows as tensors of the network's type. The box is rounded *outward*
-        (:func:`round_outward`), so no point of the parsed box is lost to rounding."""
+        """The group's box and rows as tensors of the network's type. The box is widened one float64 unit
+        and rounded *outward* (:func:`round_outward`), so no point of the box written in the file is lost to
+        rounding."""
         dtype = network.dtype
 
         def tensor(a: np.ndarray) -> Tensor:
             return torch.as_tensor(np.array(a, dtype=np.float64)).to(dtype)
 
-        lower, upper = round_outward(np.asarray(group.lower, np.float64), np.asarray(group.upper, np.float64), dtype)
+        # one float64 unit outward first: the parser's rounding of the decimal bounds may have shrunk the box
+        lower = np.nextafter(np.asarray(group.lower, np.float64), -np.inf)
+        upper = np.nextafter(np.asarray(group.upper, np.float64), np.inf)
+        lower, upper = round_outward(lower, upper, dtype)
         return cls(
             lower=lower.reshape(network.input_shape),
             upper=upper.reshape(network.input_shape),
@@ -93,13 +100,15 @@ class Problem:
             lower=self.lower, upper=self.upper, C=self.C[rows], d=self.d[rows],
             row_case=renumber[self.row_case[rows]], n_cases=int(keep_cases.sum()),
             case_indices=tuple(c for c, k in zip(self.case_indices, keep_cases.tolist()) if k),
-            exact_lower=self.exact_lower, exact_upper=self.exact_upper, tolerance=self.tolerance,
+            exact_lower=self.exact_lower, exact_upper=self.exact_upper,
+            tolerance=self.tolerance[rows] if isinstance(self.tolerance, Tensor) else self.tolerance,
+            rounding=None if self.rounding is None else self.rounding.restrict(rows),
         ), rows
 
     def refuted(self, lower_margins: Tensor) -> Tensor:
         """``[N, n_cases]``: cases with a row whose margin lower bound is positive (above :attr:`tolerance`)
         on the domain."""
-        return self.case_max(lower_margins) > self.tolerance
+        return self.case_max(lower_margins - self.tolerance) > 0
 
 
 def round_outward(lower: np.ndarray, upper: np.ndarray, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
