@@ -382,10 +382,12 @@ def relu_split_search(
     method: str = "relu-split",
     batch: int | None = None,
     milp_strategy=None,
+    cuts: bool = False,
 ) -> tuple[str, object | None]:
     """Run the search; returns ``(status, counterexample or None)``. ``method="bounds"`` stops after the root
     bound (incomplete verification). ``milp_strategy`` (a :class:`verifier.bab.milp.MilpStrategy`): after the
-    root, hand the problem to the exact MILP when few ReLUs are left unstable (alone or before the search)."""
+    root, hand the problem to the exact MILP when few ReLUs are left unstable (alone or before the search).
+    ``cuts``: learn cuts from refuted domains and apply them to new ones (:mod:`verifier.bab.cuts`)."""
     options = ReluSplitOptions()
     if batch:
         options.batch = batch
@@ -402,6 +404,13 @@ def relu_split_search(
     # cases refuted on the whole box need no more work: the search continues on the others' rows only
     problem, rows = problem.restrict(~refuted)
     search.restrict(problem)
+    search.root_pre_bounds = root.bounds
+    cut_store = None
+    if cuts and problem.rounding is None:      # (under float soundness a cut would need its own confirmation)
+        from verifier.bab.cuts import CutStore
+
+        cut_store = CutStore({pre: root.bounds[pre][0].numel() for pre in search.relu_inputs.values()},
+                             problem.lower.dtype)
     # the exact MILP's turn comes after a short branch-and-bound start (which settles easy problems first)
     milp_at = None if milp_strategy is None else milp_strategy.start_time(deadline)
     root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
@@ -438,6 +447,10 @@ def relu_split_search(
             stats["domains"] = visited
             return SAT, witness
         children, stuck = search.branch(pool, coefficients)
+        if cut_store is not None and len(cut_store) and len(children):
+            keep, implied = cut_store.apply(children.splits)
+            children = Domains(children.bounds, implied, children.alphas, children.betas, children.lb
+                               ).select(keep.nonzero().flatten())
         for index in stuck.nonzero().flatten().tolist():
             verdict, point = decide_fixed_phases(
                 search.graph, problem, {k: (lo[index], hi[index]) for k, (lo, hi) in pool.bounds.items()},
@@ -462,6 +475,10 @@ def relu_split_search(
                 from verifier.complete.float_sound import confirm_refuted
 
                 refuted = confirm_refuted(search, bounded, refuted)
+            if cut_store is not None and bool(refuted.any()):
+                from verifier.bab.cuts import strengthen
+
+                cut_store.add(strengthen(search, bounded, refuted))
             open_ = (~refuted).nonzero().flatten()
             if len(open_):
                 stack.append(_select_entry((bounded, part_A, part_coefficients), open_))
@@ -472,6 +489,8 @@ def relu_split_search(
             stats["unknown_reason"] = f"more than {options.max_domains} open domains"
             return UNKNOWN, None
     stats["domains"] = visited
+    if cut_store is not None:
+        stats["cuts"] = {"learned": cut_store.learned, "pruned": cut_store.pruned, "implied": cut_store.implied}
     if stuck_domains:
         stats["unknown_reason"] = (f"{stuck_domains} domains with every ReLU phase fixed were neither proved by the "
                                    "linear program nor gave a valid counterexample")

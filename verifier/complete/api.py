@@ -48,6 +48,7 @@ class VerifyOptions:
     ``milp``: with ``method="auto"``, hand problems with few unstable ReLUs after the root bound to the exact
     MILP (:mod:`verifier.bab.milp`). ``float_sound``: confirm every ``unsat`` by a float64 pass with rigorous
     rounding-error terms (:mod:`verifier.complete.float_sound`); unconfirmed ones become ``unknown``.
+    ``cuts``: ReLU splitting learns cuts from refuted domains (:mod:`verifier.bab.cuts`; off: see the README).
     """
 
     method: str = "auto"
@@ -57,6 +58,7 @@ class VerifyOptions:
     seed: int = 0
     milp: bool = True
     float_sound: bool = False
+    cuts: bool = False
 
 
 def verify(
@@ -187,7 +189,8 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                              o: InputSplitOptions = search_options) -> tuple[str, Counterexample | None]:
                 return input_split_search(bound_network, p, budget, o, stats, lambda points: try_candidates(points, p))
 
-            if small and milp_strategy is not None:
+            if small and milp_strategy is not None and network.input_size >= milp_strategy.input_split_min_inputs \
+                    and _milp_supported(bound_network):
                 # a short input-split start settles easy problems; then the MILP's turn, then the rest
                 status, witness = split_inputs(Deadline(milp_strategy.start_time(deadline) - time.monotonic()))
                 if status == TIMEOUT and not deadline.expired():
@@ -216,7 +219,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
 
             status, witness = relu_split_search(
                 bound_network, problem, deadline, stats, lambda points, p=problem: try_candidates(points, p),
-                method=method, batch=options.batch, milp_strategy=milp_strategy,
+                method=method, batch=options.batch, milp_strategy=milp_strategy, cuts=options.cuts,
             )
         if status == SAT:
             stats["phases"]["search"] = time.perf_counter() - start
@@ -263,6 +266,12 @@ def _proved_by_full_alpha(network: Network, problem: Problem, stats: dict, budge
     if proved:
         stats["domains"] = stats.get("domains", 0) + 1
     return proved
+
+
+def _milp_supported(network: Network) -> bool:
+    from verifier.bab.milp import supports
+
+    return supports(network.graph)
 
 
 def _as_dtype(network: Network, dtype: torch.dtype) -> Network:

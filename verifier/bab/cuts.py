@@ -1,0 +1,143 @@
+"""Cuts learned from branch and bound (after BICCOS, Zhou et al., NeurIPS 2024), without a MIP solver.
+
+A domain refuted under split decisions ``S = {(j, s_j)}`` proves that no counterexample has every ReLU ``j``
+of ``S`` in phase ``s_j``: over the ReLU indicator variables ``delta_j`` (1 active, 0 inactive) that is the cut
+``sum_{s_j > 0} delta_j + sum_{s_j < 0} (1 - delta_j) <= |S| - 1``. The cut is only of use elsewhere in the
+tree, so it is first *strengthened*: the decisions whose split multiplier (beta) is zero on every row that
+refutes the domain did not enter the bound through their Lagrangian term, and they are dropped when one
+bound pass on the root's pre-activation bounds clamped by the remaining decisions (the split neurons'
+relaxations are exact, so dropping a decision can still loosen the bound) still refutes the domain.
+
+The cuts enter the search on the domains it is about to bound (``apply``):
+
+* a domain holding every decision of a cut is infeasible for counterexamples and is dropped unbounded;
+* a domain holding all but one, the last neuron unsplit, must have that neuron in the other phase: the
+  decision is added to the domain (unit propagation), where it gets its own beta multiplier and an exact
+  relaxation in the next bound pass; two cuts implying opposite phases drop the domain.
+
+Cuts are kept as two ``[G, N]`` 0/1 matrices (the positive and negative literals over all ReLUs, layers
+concatenated), so checking a batch of ``D`` domains against ``G`` cuts is two matrix products.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class CutOptions:
+    """``max_cuts``: cuts kept (the oldest are dropped); ``max_length``: longest cut kept after strengthening
+    (a long one matches almost no other domain)."""
+
+    max_cuts: int = 4000
+    max_length: int = 24
+
+
+class CutStore:
+    """The learned cuts of one ReLU-split search (see the module docstring)."""
+
+    def __init__(self, layers: dict[str, int], dtype: torch.dtype, options: CutOptions | None = None):
+        self.layers = dict(layers)                      # pre-activation name -> neurons, in the search's order
+        self.size = sum(self.layers.values())
+        self.options = options or CutOptions()
+        self.positive = torch.zeros(0, self.size, dtype=dtype)
+        self.negative = torch.zeros(0, self.size, dtype=dtype)
+        self.learned = 0
+        self.pruned = 0
+        self.implied = 0
+
+    def __len__(self) -> int:
+        return self.positive.shape[0]
+
+    def flat(self, splits: dict[str, Tensor]) -> Tensor:
+        """Split decisions ``[D, N]`` (int8 in {-1, 0, 1}) over all layers."""
+        return torch.cat([splits[name].reshape(splits[name].shape[0], -1) for name in self.layers], 1)
+
+    def unflat(self, flat: Tensor) -> dict[str, Tensor]:
+        out, start = {}, 0
+        for name, size in self.layers.items():
+            out[name] = flat[:, start : start + size].contiguous()
+            start += size
+        return out
+
+    def add(self, decisions: Tensor) -> None:
+        """Add the cuts excluding each row of ``decisions`` ``[G, N]`` (int8 in {-1, 0, 1})."""
+        length = (decisions != 0).sum(1)
+        keep = (length > 0) & (length <= self.options.max_length)
+        decisions = decisions[keep]
+        if len(decisions) == 0:
+            return
+        positive = (decisions > 0).to(self.positive.dtype)
+        negative = (decisions < 0).to(self.positive.dtype)
+        self.positive = torch.cat([self.positive, positive])[-self.options.max_cuts :]
+        self.negative = torch.cat([self.negative, negative])[-self.options.max_cuts :]
+        self.learned += len(decisions)
+
+    def apply(self, splits: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """For domains with ``splits`` (``[D, N_layer]`` per layer): the mask ``[D]`` of domains that no cut
+        excludes, and their splits with the decisions the cuts imply added."""
+        flat = self.flat(splits)
+        count = flat.shape[0]
+        if len(self) == 0 or count == 0:
+            return torch.ones(count, dtype=torch.bool), splits
+        active = (flat > 0).to(self.positive.dtype)
+        inactive = (flat < 0).to(self.positive.dtype)
+        held = active @ self.positive.T + inactive @ self.negative.T           # literals of each cut the domain has
+        broken = inactive @ self.positive.T + active @ self.negative.T         # literals it contradicts
+        length = (self.positive + self.negative).sum(1)
+        keep = ~((held == length) & (broken == 0)).any(1)
+        unit = (held == length - 1) & (broken == 0) & keep.unsqueeze(1)        # [D, G]: one literal left open
+        if bool(unit.any()):
+            flat = flat.clone()
+            domain, cut = unit.nonzero(as_tuple=True)
+            open_ = (flat[domain] == 0).to(self.positive.dtype)
+            # the open literal of each (domain, cut) pair, and the phase the cut forbids for it
+            pos = (open_ * self.positive[cut]).argmax(1)
+            has_pos = (open_ * self.positive[cut]).amax(1) > 0
+            neg = (open_ * self.negative[cut]).argmax(1)
+            neuron = torch.where(has_pos, pos, neg)
+            phase = torch.where(has_pos, -1, 1).to(flat.dtype)                  # the opposite of the literal
+            implied = torch.zeros_like(flat, dtype=torch.int32)
+            implied.index_put_((domain, neuron), phase.to(torch.int32), accumulate=False)
+            clash = torch.zeros_like(flat, dtype=torch.int32)
+            clash.index_put_((domain, neuron), torch.ones_like(neuron, dtype=torch.int32), accumulate=True)
+            # opposite implications of one neuron: both phases excluded, the domain is infeasible
+            plus = torch.zeros_like(flat, dtype=torch.int32)
+            plus.index_put_((domain, neuron), (phase > 0).to(torch.int32), accumulate=True)
+            conflict = ((plus > 0) & (plus < clash)).any(1)
+            keep &= ~conflict
+            flat = torch.where(implied != 0, implied.to(flat.dtype), flat)
+            self.implied += int((implied != 0).sum())
+        self.pruned += int((~keep).sum())
+        return keep, self.unflat(flat)
+
+
+def strengthen(search, domains, refuted: Tensor) -> Tensor:
+    """The decisions ``[G, N]`` of the ``refuted`` domains (mask ``[D]``) that remain after dropping those whose
+    multipliers are zero on every refuting row, for the domains where one bound pass with only the remaining
+    decisions (on the root's pre-activation bounds) still refutes every case; others give no cut."""
+    problem = search.problem
+    index = refuted.nonzero().flatten()
+    if len(index) == 0:
+        return torch.zeros(0, 0, dtype=torch.int8)
+    chosen = domains.select(index)
+    lb = chosen.lb                                                          # [G, R]
+    refuting = lb > problem.tolerance                                      # [G, R] (tolerance per row or scalar)
+    reduced = {}
+    for name, split in chosen.splits.items():
+        beta = chosen.betas[name]                                           # [G, R, N]
+        used = ((beta > 0) & refuting.unsqueeze(-1)).any(1)                 # [G, N]
+        reduced[name] = torch.where(used, split, torch.zeros_like(split))
+    root = {name: (lo.expand(len(index), *lo.shape[1:]), hi.expand(len(index), *hi.shape[1:]))
+            for name, (lo, hi) in search.root_pre_bounds.items()}
+    trial = type(chosen)(root, reduced, chosen.alphas, chosen.betas, torch.full_like(lb, -torch.inf))
+    with torch.no_grad():
+        value = search.evaluate(trial)
+    still = problem.refuted(value).all(1)
+    flat = torch.cat([reduced[name].reshape(len(index), -1) for name in chosen.splits], 1)
+    full = torch.cat([chosen.splits[name].reshape(len(index), -1) for name in chosen.splits], 1)
+    shorter = (flat != 0).sum(1) < (full != 0).sum(1)
+    return flat[still & shorter]
