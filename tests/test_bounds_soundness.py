@@ -1,7 +1,8 @@
 """Soundness of IBP and CROWN on every shared network: no sampled point and no PGD extreme leaves the bounds.
 
 Bounds are computed in float32 like the networks; a tolerance of 1e-5 relative to the output's scale
-absorbs float32 summation-order differences between the bound computation and the forward pass.
+absorbs float32 summation-order differences between the bound computation and the forward pass. Networks,
+boxes and samples are on ``VERIFIER_TEST_DEVICE`` (default the CPU).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 import verifier
+from tests.conftest import TEST_DEVICE
 from tests.netutil import project_networks, shared_networks
 from verifier.attack.pgd import output_extremes
 
@@ -26,7 +28,7 @@ def _boxes(network: verifier.Network, count: int, seed: int) -> tuple[torch.Tens
     generator = torch.Generator().manual_seed(seed)
     center = torch.rand(count, *network.input_shape, generator=generator)
     eps = _radius(network)
-    return center - eps, center + eps
+    return (center - eps).to(TEST_DEVICE), (center + eps).to(TEST_DEVICE)
 
 
 def _samples(lower: torch.Tensor, upper: torch.Tensor, count: int, seed: int) -> torch.Tensor:
@@ -34,6 +36,7 @@ def _samples(lower: torch.Tensor, upper: torch.Tensor, count: int, seed: int) ->
     generator = torch.Generator().manual_seed(seed)
     u = torch.rand(count, *lower.shape, generator=generator)
     u[count // 2 :] = u[count // 2 :].round()
+    u = u.to(lower.device)
     return lower + (upper - lower) * u
 
 
@@ -71,7 +74,7 @@ def _all_methods(network, lower, upper) -> dict:
 def test_bounds_contain_samples_and_pgd_extremes(path):
     if not path.is_file():
         pytest.skip("network not available")
-    network = verifier.load_onnx(path)
+    network = verifier.load_onnx(path).to(TEST_DEVICE)
     lower, upper = _boxes(network, 2, seed=hash(path.name) % 1000)
     check_sound(network, lower, upper, _all_methods(network, lower, upper))
 
@@ -79,7 +82,7 @@ def test_bounds_contain_samples_and_pgd_extremes(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", shared_networks(fast=False), ids=lambda p: p.name)
 def test_bounds_contain_samples_all_networks(path):
-    network = verifier.load_onnx(path)
+    network = verifier.load_onnx(path).to(TEST_DEVICE)
     lower, upper = _boxes(network, 3, seed=7)
     check_sound(network, lower, upper, _all_methods(network, lower, upper))
 
@@ -89,7 +92,7 @@ def test_crown_is_tighter_than_ibp_on_deep_networks(rng):
     if not found:
         pytest.skip("the shared benchmark networks are not available")
     path = found[0]
-    network = verifier.load_onnx(path)
+    network = verifier.load_onnx(path).to(TEST_DEVICE)
     lower, upper = _boxes(network, 4, seed=3)
     ibp = network.bounds(lower, upper, method="ibp")
     crown = network.bounds(lower, upper, method="crown")
@@ -98,14 +101,14 @@ def test_crown_is_tighter_than_ibp_on_deep_networks(rng):
 
 def test_spec_matrix_bounds_are_sound_and_batched():
     """Bounds on C @ y for per-box spec matrices agree with sampling, and batching changes nothing."""
-    network = verifier.load_onnx(project_networks()[1])  # digits_cnn
+    network = verifier.load_onnx(project_networks()[1]).to(TEST_DEVICE)  # digits_cnn
     lower, upper = _boxes(network, 3, seed=11)
-    C = torch.randn(3, 4, network.output_size, generator=torch.Generator().manual_seed(0))
+    C = torch.randn(3, 4, network.output_size, generator=torch.Generator().manual_seed(0)).to(TEST_DEVICE)
     together = network.bounds(lower, upper, C=C)
     for b in range(3):
         alone = network.bounds(lower[b : b + 1], upper[b : b + 1], C=C[b])
-        np.testing.assert_allclose(alone.lower[0], together.lower[b], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(alone.upper[0], together.upper[b], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(alone.lower[0].cpu(), together.lower[b].cpu(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(alone.upper[0].cpu(), together.upper[b].cpu(), rtol=1e-5, atol=1e-5)
         y = network.forward_flat(_samples(lower[b], upper[b], 2000, b))
         values = y @ C[b].T
         assert (values >= together.lower[b] - 1e-4).all() and (values <= together.upper[b] + 1e-4).all()
@@ -113,9 +116,9 @@ def test_spec_matrix_bounds_are_sound_and_batched():
 
 def test_small_memory_budget_gives_the_same_bounds():
     """Chunking the backward passes (tiny memory budget) must not change the result."""
-    network = verifier.load_onnx(project_networks()[1])
+    network = verifier.load_onnx(project_networks()[1]).to(TEST_DEVICE)
     lower, upper = _boxes(network, 2, seed=5)
     full = network.bounds(lower, upper)
     chunked = network.bounds(lower, upper, memory_budget=4096)
-    np.testing.assert_allclose(full.lower, chunked.lower, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(full.upper, chunked.upper, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(full.lower.cpu(), chunked.lower.cpu(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(full.upper.cpu(), chunked.upper.cpu(), rtol=1e-5, atol=1e-5)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import verifier
+from tests.conftest import TEST_DEVICE
 from tests.milp import exact_range, random_network, to_torch
 
 
@@ -24,12 +25,12 @@ def test_exact_range_lies_inside_ibp_and_crown(seed):
         center = rng.standard_normal(n_in)
         radius = rng.uniform(0.05, 1.0, n_in)
         lower, upper = center - radius, center + radius
-        network = verifier.from_torch(to_torch(layers), torch.zeros(1, n_in, dtype=torch.float64))
+        network = verifier.from_torch(to_torch(layers), torch.zeros(1, n_in, dtype=torch.float64)).to(TEST_DEVICE)
         low, high = exact_range(layers, lower, upper)
         for method in ("ibp", "crown"):
             bounds = network.bounds(lower, upper, method=method)
-            assert (bounds.lower[0].numpy() <= low + 1e-7).all(), method
-            assert (bounds.upper[0].numpy() >= high - 1e-7).all(), method
+            assert (bounds.lower[0].cpu().numpy() <= low + 1e-7).all(), method
+            assert (bounds.upper[0].cpu().numpy() >= high - 1e-7).all(), method
         crown = network.bounds(lower, upper, method="crown")
         ibp = network.bounds(lower, upper, method="ibp")
         assert (crown.upper - crown.lower <= ibp.upper - ibp.lower + 1e-9).all()
@@ -44,15 +45,15 @@ def test_crown_is_exact_when_every_relu_is_stable():
         center = rng.standard_normal(n_in)
         radius = rng.uniform(1e-3, 0.05, n_in)
         lower, upper = center - radius, center + radius
-        network = verifier.from_torch(to_torch(layers), torch.zeros(1, n_in, dtype=torch.float64))
+        network = verifier.from_torch(to_torch(layers), torch.zeros(1, n_in, dtype=torch.float64)).to(TEST_DEVICE)
         inner = network.intermediate_bounds(lower, upper)
         relu_inputs = [n.inputs[0] for n in network.graph.nodes if n.op.op_type == "Relu"]
         if any(((inner[i][0] < 0) & (inner[i][1] > 0)).any() for i in relu_inputs):
             continue
         low, high = exact_range(layers, lower, upper)
         crown = network.bounds(lower, upper, method="crown")
-        np.testing.assert_allclose(crown.lower[0].numpy(), low, rtol=1e-7, atol=1e-7)
-        np.testing.assert_allclose(crown.upper[0].numpy(), high, rtol=1e-7, atol=1e-7)
+        np.testing.assert_allclose(crown.lower[0].cpu().numpy(), low, rtol=1e-7, atol=1e-7)
+        np.testing.assert_allclose(crown.upper[0].cpu().numpy(), high, rtol=1e-7, atol=1e-7)
         checked += 1
 
 

@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-from tests.conftest import shared_family
+from tests.conftest import TEST_DEVICE, shared_family
 from tests.netutil import run_onnxruntime
 from verifier.complete import verify
 from verifier.spec import parse_vnnlib
@@ -44,7 +44,7 @@ def key(row: dict) -> str:
 def check_instance(family: str, row: dict, timeout: float | None = None) -> str:
     folder = shared_family(family)
     onnx_path, vnnlib_path = folder / row["onnx"], folder / row["vnnlib"]
-    result = verify(onnx_path, vnnlib_path, timeout=timeout or float(row["timeout"]))
+    result = verify(onnx_path, vnnlib_path, timeout=timeout or float(row["timeout"]), device=TEST_DEVICE)
     truth = row["consensus"]
     if result.status == "unsat":
         assert truth != "sat", f"{key(row)}: unsat but a counterexample is known"
@@ -89,6 +89,7 @@ def test_answer_comes_by_the_deadline():
     from tests.conftest import MODELS
 
     start = time.monotonic()
-    result = verify(MODELS / "digits_cnn.onnx", MODELS / "digits_cnn_img1_eps0.1.vnnlib", timeout=3.0)
+    result = verify(MODELS / "digits_cnn.onnx", MODELS / "digits_cnn_img1_eps0.1.vnnlib", timeout=3.0,
+                    device=TEST_DEVICE)
     elapsed = time.monotonic() - start
     assert result.status == "timeout" and elapsed < 3.5, (result.status, elapsed)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import verifier
+from tests.conftest import TEST_DEVICE
 from tests.milp import exact_min_violation, random_network, to_onnx
 from tests.netutil import run_onnxruntime
 from verifier.complete import VerifyOptions, verify
@@ -48,7 +49,7 @@ def test_verdicts_match_milp(method, seed, tmp_path):
         path = tmp_path / f"net{i}.onnx"
         path.write_bytes(to_onnx(layers))
         network = verifier.load_onnx(path)
-        result = verify(network, spec, timeout=60, options=VerifyOptions(method=method, seed=i))
+        result = verify(network, spec, timeout=60, options=VerifyOptions(method=method, seed=i), device=TEST_DEVICE)
         expected = "sat" if exact <= 0 else "unsat"
         assert result.status == expected, f"network {i}: exact min violation {exact:.4g}, got {result.status}"
         counts[expected] += 1
@@ -74,7 +75,7 @@ def test_attack_disabled_still_finds_counterexamples_in_search(tmp_path):
         path.write_bytes(to_onnx(layers))
         for method in ("input-split", "relu-split"):
             result = verify(verifier.load_onnx(path), spec, timeout=60,
-                            options=VerifyOptions(method=method, attack=False))
+                            options=VerifyOptions(method=method, attack=False), device=TEST_DEVICE)
             assert result.status == "sat", (i, method, exact)
         found += 1
     assert found >= 5

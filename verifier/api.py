@@ -43,7 +43,9 @@ def from_torch(module: torch.nn.Module, example_input: torch.Tensor, dtype: torc
     try:
         graph = simplify(torch_to_graph(module, example_input).build())
         check_finite(graph)
-        network = Network(graph)
+        parameter = next(iter(module.parameters()), None)
+        # the converter's own constants (pooling windows, indices) are made on the CPU: all go where the module is
+        network = Network(graph).to(parameter.device if parameter is not None else "cpu")
         with torch.no_grad():
             expected = module(example_input.to(network.dtype)).reshape(-1)
             actual = network.forward(example_input).reshape(-1)

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from verifier.bounds.crown import CrownOptions, compute_intermediate_bounds, crown_bounds
 from verifier.bounds.ibp import interval_bounds, interval_of_spec
-from verifier.device import DeviceLike, resolve_device
+from verifier.device import DeviceLike, resolve_device, use_ieee_float32
 from verifier.errors import ShapeError
 from verifier.ir import Graph
 
@@ -74,11 +74,12 @@ class Network:
             self.dtype = dtype
         if target is not None:
             self.device = target
+            use_ieee_float32(target)
         return self
 
     def as_batch(self, x: Tensor | np.ndarray, what: str = "input") -> Tensor:
-        """``x`` as a ``[B, *input_shape]`` tensor of the network's dtype (see the class docstring)."""
-        x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).to(self.dtype)
+        """``x`` as a ``[B, *input_shape]`` tensor of the network's dtype on its device (see the class docstring)."""
+        x = as_tensor(x, self.dtype, self.device)
         shape, size = tuple(x.shape), self.input_size
         if shape in (self.input_shape, (size,)):
             return x.reshape(1, *self.input_shape)
@@ -155,8 +156,8 @@ class Network:
 
     def _spec(self, C: Tensor | np.ndarray | None, batch: int) -> Tensor:
         if C is None:
-            return torch.eye(self.output_size, dtype=self.dtype).unsqueeze(0)
-        C = torch.as_tensor(np.asarray(C) if not isinstance(C, Tensor) else C).to(self.dtype)
+            return torch.eye(self.output_size, dtype=self.dtype, device=self.device).unsqueeze(0)
+        C = as_tensor(C, self.dtype, self.device)
         if C.dim() == 1:
             C = C.unsqueeze(0)
         if C.dim() == 2:
@@ -177,6 +178,14 @@ class Network:
 
     def __repr__(self) -> str:
         return f"Network(input={self.input_shape}, output={self.output_shape}, nodes={len(self.graph.nodes)})"
+
+
+def as_tensor(x: Tensor | np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``x`` (a tensor, an array or nested numbers) as a tensor of ``dtype`` on ``device``; arrays are copied
+    straight to the device."""
+    if isinstance(x, Tensor):
+        return x.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
 
 
 def _graph_dtype(graph: Graph) -> torch.dtype:

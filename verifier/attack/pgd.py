@@ -36,10 +36,11 @@ def pgd_minimize(
     n = lower.shape[0]
     width = (upper - lower).unsqueeze(0)
     lo, hi = lower.unsqueeze(0), upper.unsqueeze(0)
-    x = lo + width * torch.rand((restarts, *lower.shape), generator=generator, dtype=lower.dtype)
+    x = lo + width * torch.rand((restarts, *lower.shape), generator=generator, dtype=lower.dtype, device=lower.device)
     if start is not None:
         x[0] = torch.minimum(torch.maximum(start, lower), upper)
-    best_value = torch.full((n,), float("inf"), dtype=lower.dtype)
+    best_value = lower.new_full((n,), float("inf"))
+    problems = torch.arange(n, device=lower.device)
     best_x = lower.clone()
 
     def record(points: Tensor, values: Tensor) -> None:
@@ -47,7 +48,7 @@ def pgd_minimize(
         value, which = values.min(0)
         better = value < best_value
         best_value[better] = value[better]
-        best_x[better] = points.detach()[which, torch.arange(n)][better]
+        best_x[better] = points.detach()[which, problems][better]
 
     for step in range(steps):
         checkpoint()
@@ -78,19 +79,19 @@ def output_extremes(
     with torch.no_grad():
         n_out = forward(lower[:1]).reshape(1, -1).shape[1]
     K = 2 * n_out
-    rows = torch.arange(batch * K)
-    signs = torch.cat([torch.ones(n_out), -torch.ones(n_out)]).to(lower.dtype)
-    column = torch.arange(K) % n_out
+    rows = torch.arange(batch * K, device=lower.device)
+    signs = torch.cat([lower.new_ones(n_out), -lower.new_ones(n_out)])
+    column = torch.arange(K, device=lower.device) % n_out
 
     def objective(x: Tensor) -> Tensor:
         y = forward(x).reshape(x.shape[0], -1)
         index = rows.repeat(x.shape[0] // (batch * K))
         problem = index % K
-        return signs[problem] * y[torch.arange(x.shape[0]), column[problem]]
+        return signs[problem] * y[torch.arange(x.shape[0], device=y.device), column[problem]]
 
     lo = lower.repeat_interleave(K, 0)
     hi = upper.repeat_interleave(K, 0)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=lower.device).manual_seed(seed)
     _, values = pgd_minimize(objective, lo, hi, steps=steps, restarts=restarts, generator=generator)
     values = values.reshape(batch, K)
     return values[:, :n_out], -values[:, n_out:]

@@ -39,12 +39,13 @@ class CutOptions:
 class CutStore:
     """The learned cuts of one ReLU-split search (see the module docstring)."""
 
-    def __init__(self, layers: dict[str, int], dtype: torch.dtype, options: CutOptions | None = None):
+    def __init__(self, layers: dict[str, int], dtype: torch.dtype, options: CutOptions | None = None,
+                 device: torch.device | None = None):
         self.layers = dict(layers)                      # pre-activation name -> neurons, in the search's order
         self.size = sum(self.layers.values())
         self.options = options or CutOptions()
-        self.positive = torch.zeros(0, self.size, dtype=dtype)
-        self.negative = torch.zeros(0, self.size, dtype=dtype)
+        self.positive = torch.zeros(0, self.size, dtype=dtype, device=device)
+        self.negative = torch.zeros(0, self.size, dtype=dtype, device=device)
         self.learned = 0
         self.pruned = 0
         self.implied = 0
@@ -82,7 +83,7 @@ class CutStore:
         flat = self.flat(splits)
         count = flat.shape[0]
         if len(self) == 0 or count == 0:
-            return torch.ones(count, dtype=torch.bool), splits
+            return torch.ones(count, dtype=torch.bool, device=flat.device), splits
         active = (flat > 0).to(self.positive.dtype)
         inactive = (flat < 0).to(self.positive.dtype)
         held = active @ self.positive.T + inactive @ self.negative.T           # literals of each cut the domain has
@@ -122,7 +123,7 @@ def strengthen(search, domains, refuted: Tensor) -> Tensor:
     problem = search.problem
     index = refuted.nonzero().flatten()
     if len(index) == 0:
-        return torch.zeros(0, 0, dtype=torch.int8)
+        return torch.zeros(0, 0, dtype=torch.int8, device=refuted.device)
     chosen = domains.select(index)
     lb = chosen.lb                                                          # [G, R]
     refuting = lb > problem.tolerance                                      # [G, R] (tolerance per row or scalar)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from verifier.attack.pgd import pgd_minimize
+from verifier.bab.batching import input_split_batch
 from verifier.bounds.alpha import AlphaOptions, optimize_slopes
 from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds, pre_activation_names
 from verifier.bounds.forward import forward_bounds, supports_forward
@@ -24,17 +25,19 @@ from verifier.bounds.ibp import interval_bounds
 from verifier.complete.deadline import Deadline
 from verifier.complete.problem import Problem
 from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT
+from verifier.device import OutOfMemory, attempt, halving_on_oom
 from verifier.network import Network
 
 
 @dataclass
 class InputSplitOptions:
-    """``batch``: domains bounded together; ``intermediate``: ``"crown"``, ``"forward"`` or ``"ibp"`` for
+    """``batch``: domains bounded together (None: sized to the network and to the memory free on the device,
+    see :func:`verifier.bab.batching.input_split_batch`); ``intermediate``: ``"crown"``, ``"forward"`` or ``"ibp"`` for
     pre-activation bounds; ``max_domains``: open domains before giving up with ``unknown``;
     ``alpha_iterations``: alpha-CROWN steps on the domains plain CROWN leaves open (0: none);
     ``candidates``: input dimensions tried per split (strong branching)."""
 
-    batch: int = 1024
+    batch: int | None = None
     intermediate: str = "crown"
     max_domains: int = 2_000_000
     alpha_iterations: int = 10
@@ -90,7 +93,7 @@ def choose_split_dimension(problem: Problem, lb: Tensor, A_x: Tensor | None, low
     in_case = problem.row_case.unsqueeze(0) == hardest.unsqueeze(1)
     row = torch.where(in_case, lb, torch.full_like(lb, -torch.inf)).argmax(1)
     coeffs = A_x.reshape(A_x.shape[0], A_x.shape[1], -1).expand(batch, -1, -1)
-    chosen = coeffs[torch.arange(batch), row]
+    chosen = coeffs[torch.arange(batch, device=row.device), row]
     score = chosen.abs() * width
     return torch.where(score.amax(1) > 0, score.argmax(1), width.argmax(1))
 
@@ -99,7 +102,7 @@ def bisect(lower: Tensor, upper: Tensor, dim: Tensor) -> tuple[Tensor, Tensor]:
     """Both halves of every box along its chosen dimension: ``[2B, *shape]`` (left halves first)."""
     batch = lower.shape[0]
     flat_lo, flat_hi = lower.reshape(batch, -1), upper.reshape(batch, -1)
-    rows = torch.arange(batch)
+    rows = torch.arange(batch, device=dim.device)
     mid = (flat_lo[rows, dim] + flat_hi[rows, dim]) / 2
     left_hi, right_lo = flat_hi.clone(), flat_lo.clone()
     left_hi[rows, dim] = mid
@@ -117,7 +120,8 @@ def linear_minimizer(problem: Problem, lb: Tensor, A_x: Tensor | None, lower: Te
     hardest = problem.case_max(lb).argmin(1)
     in_case = problem.row_case.unsqueeze(0) == hardest.unsqueeze(1)
     row = torch.where(in_case, lb, torch.full_like(lb, -torch.inf)).argmax(1)
-    coeffs = A_x.reshape(A_x.shape[0], A_x.shape[1], -1).expand(batch, -1, -1)[torch.arange(batch), row]
+    coeffs = A_x.reshape(A_x.shape[0], A_x.shape[1], -1).expand(batch, -1, -1)[torch.arange(batch, device=row.device),
+                                                                              row]
     lo, hi = lower.reshape(batch, -1), upper.reshape(batch, -1)
     return torch.where(coeffs > 0, lo, hi).reshape(lower.shape)
 
@@ -141,8 +145,13 @@ def input_split_search(
     # refining every neuron tightens IBP for small networks; on large ones it costs more than it gives
     bounder = MarginBounder(network, problem, options.intermediate, options.alpha_iterations,
                             refine_all=neurons <= 2000)
-    # batches sized to the network: about as much work per batch as 1024 domains of ACAS Xu
-    options = replace(options, batch=max(16, min(options.batch, 400_000 // max(1, neurons))))
+    # batches sized to the network: about as much work per batch as 1024 domains of ACAS Xu (on the CPU; a GPU
+    # takes more, as far as its free memory holds them)
+    sized = max(16, min(options.batch or 1024, 400_000 // max(1, neurons)))
+    if options.batch is None:
+        sized = input_split_batch(network.graph, problem.rows, problem.lower.dtype, problem.lower.device, sized)
+    options = replace(options, batch=sized)
+    stats["batch"] = options.batch
     stats["intermediate"] = bounder.intermediate
     lower, upper = problem.lower.unsqueeze(0), problem.upper.unsqueeze(0)
     lb, A_x = bounder(lower, upper)
@@ -161,17 +170,34 @@ def input_split_search(
         # alternate between the domains with the lowest bounds and those where the network came closest to
         # violating the property: the order changes nothing for a proof, but finds counterexamples sooner
         rounds += 1
-        lower, upper, lb = _pop(stack, max(1, options.batch // (2 * options.candidates)), problem,
-                                by_observed=rounds % 2 == 0)
+        taken = _pop(stack, max(1, options.batch // (2 * options.candidates)), problem, by_observed=rounds % 2 == 0)
+        lower, upper, lb = taken[:3]
+        before = len(stack)
+
+        def step(lower=lower, upper=upper, lb=lb):
+            children = _strong_branch(bounder, problem, lower, upper, lb, root_width, options, deadline, stats)
+            if children is None:
+                return None
+            child_lo, child_hi, child_lb, child_A, evaluated = children
+            return evaluated, _push_open(network, problem, child_lo, child_hi, child_lb, child_A, stack,
+                                         try_candidates)
+
+        fits, outcome = attempt(step, lower.device)
+        if not fits:  # the children do not fit in memory: the domains go back, half as many are taken next time
+            del stack[before:]
+            stack.append(taken)
+            if lower.shape[0] == 1:
+                raise OutOfMemory(f"out of memory on {lower.device} branching a single domain")
+            options.batch = max(1, options.batch // 2)
+            stats["oom_halvings"] = stats.get("oom_halvings", 0) + 1
+            stats["batch"] = options.batch
+            continue
         open_count -= lower.shape[0]
-        children = _strong_branch(bounder, problem, lower, upper, lb, root_width, options, deadline)
-        if children is None:  # the deadline passed while bounding: nothing was lost, but nothing is proved
+        if outcome is None:  # the deadline passed while bounding: nothing was lost, but nothing is proved
             stats.update(domains=visited, open_domains=open_count + lower.shape[0])
             return TIMEOUT, None
-        child_lo, child_hi, child_lb, child_A, evaluated = children
+        evaluated, witness = outcome
         visited += evaluated
-        before = len(stack)
-        witness = _push_open(network, problem, child_lo, child_hi, child_lb, child_A, stack, try_candidates)
         if witness is not None:
             stats["domains"] = visited
             return SAT, witness
@@ -229,12 +255,13 @@ def _candidate_dimensions(problem, lb, lower, upper, root_width, count: int) -> 
     relative = (upper - lower).reshape(batch, -1) / root_width.clamp(min=1e-30)
     n = relative.shape[1]
     if n <= count:
-        return torch.arange(n).expand(batch, n)
+        return torch.arange(n, device=lower.device).expand(batch, n)
     return relative.topk(count, dim=1).indices
 
 
-def _strong_branch(bounder, problem, lower, upper, lb, root_width, options, deadline):
-    """Bound both halves along every candidate dimension and keep, per domain, the best split."""
+def _strong_branch(bounder, problem, lower, upper, lb, root_width, options, deadline, stats=None):
+    """Bound both halves along every candidate dimension and keep, per domain, the best split (``options.batch``
+    halves at a time, halved for good when they do not fit in memory)."""
     batch = lower.shape[0]
     dims = _candidate_dimensions(problem, lb, lower, upper, root_width, options.candidates)   # [B, k]
     k = dims.shape[1]
@@ -242,10 +269,14 @@ def _strong_branch(bounder, problem, lower, upper, lb, root_width, options, dead
     parent_hi = upper.repeat_interleave(k, 0)
     child_lo, child_hi = bisect(parent_lo, parent_hi, dims.reshape(-1))                      # [2*B*k]
     lbs, As = [], []
-    for start in range(0, child_lo.shape[0], options.batch):
-        if deadline.expired():
+
+    def bound_part(start: int, stop: int):
+        return None if deadline.expired() else bounder(child_lo[start:stop], child_hi[start:stop])
+
+    for _, _, part in halving_on_oom(bound_part, child_lo.shape[0], options, lower.device, stats):
+        if part is None:
             return None
-        part_lb, part_A = bounder(child_lo[start : start + options.batch], child_hi[start : start + options.batch])
+        part_lb, part_A = part
         lbs.append(part_lb)
         As.append(None if part_A is None else part_A.expand(part_lb.shape[0], *part_A.shape[1:]))
     child_lb = torch.cat(lbs)
@@ -255,16 +286,17 @@ def _strong_branch(bounder, problem, lower, upper, lb, root_width, options, dead
     hardest = problem.case_max(child_lb).min(1).values                                       # [2*B*k]
     score = torch.maximum(hardest[: batch * k], hardest[batch * k :]).reshape(batch, k)
     best = score.argmax(1)
-    left = torch.arange(batch) * k + best
+    left = torch.arange(batch, device=best.device) * k + best
     chosen = torch.cat([left, left + batch * k])
     A_chosen = None if child_A is None else child_A[chosen]
     return child_lo[chosen], child_hi[chosen], child_lb[chosen], A_chosen, child_lo.shape[0]
 
 
 def _pop(stack: list[tuple[Tensor, Tensor, Tensor, Tensor]], count: int, problem: Problem,
-         by_observed: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """Take ``count`` open domains: those with the lowest bounds, or (``by_observed``) those where the smallest
-    violation seen at their sample points is lowest. The pool is kept as one entry after each take."""
+         by_observed: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Take ``count`` open domains (box, bounds and observed violations): those with the lowest bounds, or
+    (``by_observed``) those where the smallest violation seen at their sample points is lowest. The pool is kept
+    as one entry after each take."""
     lower, upper, lb, observed = (torch.cat(parts) for parts in zip(*stack))
     stack.clear()
     key = observed if by_observed else problem.case_max(lb).min(1).values
@@ -272,4 +304,4 @@ def _pop(stack: list[tuple[Tensor, Tensor, Tensor, Tensor]], count: int, problem
     take, rest = order[:count], order[count:]
     if len(rest):
         stack.append((lower[rest], upper[rest], lb[rest], observed[rest]))
-    return lower[take], upper[take], lb[take]
+    return lower[take], upper[take], lb[take], observed[take]

@@ -33,8 +33,8 @@ def affine_pieces(graph: Graph, phases: dict[str, Tensor], lower: Tensor) -> dic
     an operator that is neither affine nor a ReLU."""
     n = lower.numel()
     shape = graph.input_shape
-    eye = torch.eye(n, dtype=lower.dtype).reshape(n, *shape)
-    maps = {graph.input_name: torch.cat([eye, torch.zeros(1, *shape, dtype=lower.dtype)])}
+    eye = torch.eye(n, dtype=lower.dtype, device=lower.device).reshape(n, *shape)
+    maps = {graph.input_name: torch.cat([eye, lower.new_zeros(1, *shape)])}
     for node in graph.nodes:
         inputs = [maps[name] for name in node.inputs]
         if isinstance(node.op, Relu):
@@ -42,7 +42,7 @@ def affine_pieces(graph: Graph, phases: dict[str, Tensor], lower: Tensor) -> dic
             maps[node.name] = inputs[0] * mask
         elif node.op.is_affine:
             linear = node.op.linear_part(*inputs)
-            offset = node.op.forward(*[torch.zeros(1, *graph.shape(name), dtype=lower.dtype) for name in node.inputs])
+            offset = node.op.forward(*[lower.new_zeros(1, *graph.shape(name)) for name in node.inputs])
             linear = linear.clone()
             linear[n] += offset[0]
             maps[node.name] = linear
@@ -57,32 +57,34 @@ def decide_fixed_phases(graph: Graph, problem: Problem, pre_bounds: dict[str, tu
     ``("refuted", None)``, ``("violated", x)`` with ``x`` a point of the domain violating the property, or
     ``("unknown", None)`` when the graph is not piecewise linear or the solver fails."""
     graph = float64_graph(graph)
-    pre_bounds = {k: (lo.double(), hi.double()) for k, (lo, hi) in pre_bounds.items()}
+    pre_bounds = {k: (lo.double().cpu(), hi.double().cpu()) for k, (lo, hi) in pre_bounds.items()}
+    splits = {k: v.cpu() for k, v in splits.items()}
     phases, constraints = {}, []
     for name, (lower, _) in pre_bounds.items():
         split = splits[name].reshape(-1)
         active = (lower.reshape(-1) >= 0) | (split > 0)
         phases[name] = active
-        constraints.append((name, split))
-    maps = affine_pieces(graph, phases, problem.lower.double())
+        constraints.append((name, split.cpu()))
+    maps = affine_pieces(graph, phases, problem.lower.double().cpu())
     if maps is None:
         return "unknown", None
     n = problem.lower.numel()
     rows, bounds_b = [], []
     for name, split in constraints:
-        pieces = maps[name].reshape(n + 1, -1)            # z = a . x + c per neuron
+        pieces = maps[name].reshape(n + 1, -1).cpu()      # z = a . x + c per neuron (the LP runs on the host)
         chosen = split.nonzero().flatten()
         for j in chosen.tolist():
             sign = float(split[j])
             a, c = pieces[:n, j].double().numpy(), float(pieces[n, j])
             rows.append(np.append(-sign * a, 0.0))           # sign * (a x + c) >= 0
             bounds_b.append(sign * c)
-    out = maps[graph.output_name].reshape(n + 1, -1).double().numpy()   # y = out[:n].T x + out[n]
-    C, d = problem.C.double().numpy(), problem.d.double().numpy()
-    box = [(float(l), float(u)) for l, u in zip(problem.lower.reshape(-1), problem.upper.reshape(-1))] + [(None, None)]
+    out = maps[graph.output_name].reshape(n + 1, -1).double().cpu().numpy()   # y = out[:n].T x + out[n]
+    C, d = problem.C.double().cpu().numpy(), problem.d.double().cpu().numpy()
+    box = [(float(l), float(u)) for l, u in zip(problem.lower.reshape(-1).tolist(), problem.upper.reshape(-1).tolist())]
+    box.append((None, None))
     best_x, best_t = None, np.inf
     for case in range(problem.n_cases):
-        case_rows = (problem.row_case == case).numpy()
+        case_rows = (problem.row_case == case).cpu().numpy()
         A_case = C[case_rows] @ out[:n].T                 # [k, n]
         b_case = C[case_rows] @ out[n] - d[case_rows]
         A_ub = [np.append(a, -1.0) for a in A_case] + rows
@@ -98,8 +100,8 @@ def decide_fixed_phases(graph: Graph, problem: Problem, pre_bounds: dict[str, tu
         if result.status != 0:
             return "unknown", None
         # the scale: the largest magnitude a row's terms reach over the box
-        reach = np.abs(A_ub[:, :n]) @ np.maximum(np.abs(problem.lower.double().reshape(-1).numpy()),
-                                                  np.abs(problem.upper.double().reshape(-1).numpy()))
+        reach = np.abs(A_ub[:, :n]) @ np.maximum(np.abs(problem.lower.double().reshape(-1).cpu().numpy()),
+                                                  np.abs(problem.upper.double().reshape(-1).cpu().numpy()))
         margin = refutation_margin(float((reach + np.abs(b_ub)).max(initial=1.0)))
         if result.fun <= margin and result.fun < best_t:
             best_t, best_x = result.fun, result.x[:n]
@@ -113,10 +115,11 @@ _FLOAT64: dict[int, tuple[Graph, Graph]] = {}
 
 
 def float64_graph(graph: Graph) -> Graph:
-    """A float64 copy of ``graph`` (kept for the graphs last asked for; the graph itself if already float64)."""
-    from verifier.network import _graph_dtype
+    """A float64 copy of ``graph`` on the CPU, where the LP and MILP are built (kept for the graphs last asked
+    for; the graph itself if it is float64 on the CPU already)."""
+    from verifier.network import _graph_device, _graph_dtype
 
-    if _graph_dtype(graph) == torch.float64:
+    if _graph_dtype(graph) == torch.float64 and _graph_device(graph).type == "cpu":
         return graph
     entry = _FLOAT64.get(id(graph))
     if entry is None or entry[0] is not graph:
@@ -124,6 +127,6 @@ def float64_graph(graph: Graph) -> Graph:
             _FLOAT64.clear()
         copied = copy.deepcopy(graph)
         for node in copied.nodes:
-            node.op.to(dtype=torch.float64)
+            node.op.to(dtype=torch.float64, device=torch.device("cpu"))
         entry = _FLOAT64[id(graph)] = (graph, copied)
     return entry[1]

@@ -339,10 +339,10 @@ def milp_decide(graph: Graph, problem: Problem, pre_bounds: dict[str, tuple[Tens
     graph64 = float64_graph(graph)
     start = time.perf_counter()
     info = stats.setdefault("milp", {"time_s": 0.0, "solves": 0})
-    lower = problem.lower.detach().double().reshape(-1).numpy()
-    upper = problem.upper.detach().double().reshape(-1).numpy()
+    lower = problem.lower.detach().double().reshape(-1).cpu().numpy()
+    upper = problem.upper.detach().double().reshape(-1).cpu().numpy()
     bounds = {name: _widened(lo, hi) for name, (lo, hi) in pre_bounds.items()}
-    np_splits = None if splits is None else {k: v.detach().reshape(-1).numpy() for k, v in splits.items()}
+    np_splits = None if splits is None else {k: v.detach().reshape(-1).cpu().numpy() for k, v in splits.items()}
     try:
         encoding = encode(graph64, lower, upper, bounds, np_splits)
     except Unsupported as error:
@@ -350,9 +350,9 @@ def milp_decide(graph: Graph, problem: Problem, pre_bounds: dict[str, tuple[Tens
         return "unknown", None
     info["binaries"] = encoding.binaries
     info["encode_s"] = info.get("encode_s", 0.0) + time.perf_counter() - start
-    C = problem.C.detach().double().numpy()
-    d = problem.d.detach().double().numpy()
-    row_case = problem.row_case.numpy()
+    C = problem.C.detach().double().cpu().numpy()
+    d = problem.d.detach().double().cpu().numpy()
+    row_case = problem.row_case.cpu().numpy()
     scale = _output_scale(C, d, output_bounds)
     statuses = []
     for case in range(problem.n_cases):
@@ -365,7 +365,8 @@ def milp_decide(graph: Graph, problem: Problem, pre_bounds: dict[str, tuple[Tens
         info["solves"] += 1
         info.setdefault("optima", []).append(result.value)
         if result.status in ("violated", "unknown") and result.x is not None:
-            point = torch.as_tensor(result.x, dtype=problem.lower.dtype).reshape(1, *problem.lower.shape)
+            point = torch.as_tensor(result.x, dtype=problem.lower.dtype, device=problem.lower.device
+                                    ).reshape(1, *problem.lower.shape)
             witness = try_candidates(point)
             if witness is not None:
                 info["time_s"] += time.perf_counter() - start
@@ -387,7 +388,7 @@ def _widened(lower: Tensor, upper: Tensor) -> tuple[np.ndarray, np.ndarray]:
     in at their magnitude: bounds from a float32 bound pass may be off by a few of them, and a big-M constraint
     from a bound that is too tight would cut off real points."""
     eps = torch.finfo(lower.dtype).eps
-    lo, hi = lower.detach().double().reshape(-1).numpy(), upper.detach().double().reshape(-1).numpy()
+    lo, hi = lower.detach().double().reshape(-1).cpu().numpy(), upper.detach().double().reshape(-1).cpu().numpy()
     slack = 64 * eps * np.maximum(np.abs(lo), np.abs(hi)) + (0.0 if lower.dtype == torch.float64 else 1e-30)
     return lo - slack, hi + slack
 
@@ -396,7 +397,7 @@ def _output_scale(C: np.ndarray, d: np.ndarray, output_bounds) -> float:
     """The magnitude of the row margins ``C y - d`` over the box (from the output bounds when given)."""
     if output_bounds is None:
         return float(np.abs(d).max(initial=1.0))
-    lo, hi = (b.detach().double().reshape(-1).numpy() for b in output_bounds)
+    lo, hi = (b.detach().double().reshape(-1).cpu().numpy() for b in output_bounds)
     magnitude = np.maximum(np.abs(lo), np.abs(hi))
     return float((np.abs(C) @ magnitude + np.abs(d)).max(initial=1.0))
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from verifier.bab.batching import relu_split_batch
 from verifier.bab.lp import decide_fixed_phases
 from verifier.bounds.alpha import (
     AlphaOptions,
@@ -40,6 +41,7 @@ from verifier.cancel import checkpoint
 from verifier.complete.deadline import Deadline
 from verifier.complete.problem import Problem
 from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT
+from verifier.device import OutOfMemory, attempt, halving_on_oom, is_out_of_memory, release_memory
 from verifier.ir import Graph, Node
 from verifier.kernels import relu_backward
 from verifier.network import Network
@@ -157,8 +159,7 @@ class ReluBranchAndBound:
     def root(self) -> Domains:
         """Bounds of the whole box: full alpha-CROWN (slopes optimised for the intermediate layers too) where
         the slopes fit in memory, else CROWN pre-activation bounds with optimised final slopes."""
-        full = optimize_all_slopes(self.graph, self.lower, self.upper, self.spec, self.problem.d,
-                                   iterations=self.options.root_iterations, lr=self.options.lr_alpha)
+        full = self._full_alpha()
         if full is not None:
             lb, bounds, slopes = full
             # the slopes were chosen for the final bound: CROWN's own slopes on the tightened earlier layers
@@ -172,11 +173,24 @@ class ReluBranchAndBound:
             lb, slopes = optimize_slopes(self.graph, self.spec, self.problem.d, bounds, alpha)
         self.root_bounds = bounds
         pre = {name: bounds[name] for name in self.relu_inputs.values()}
-        splits = {name: torch.zeros(1, lo[0].numel(), dtype=torch.int8) for name, (lo, _) in pre.items()}
-        betas = {name: torch.zeros(1, self.problem.rows, lo[0].numel(), dtype=lo.dtype)
-                 for name, (lo, _) in pre.items()}
+        splits = {name: torch.zeros(1, lo[0].numel(), dtype=torch.int8, device=lo.device)
+                  for name, (lo, _) in pre.items()}
+        betas = {name: lo.new_zeros(1, self.problem.rows, lo[0].numel()) for name, (lo, _) in pre.items()}
         alphas = {name: value.detach() for name, value in slopes.slopes.items()}
         return Domains(pre, splits, alphas, betas, lb)
+
+    def _full_alpha(self):
+        """Full alpha-CROWN at the root, or None when the slopes are too many or do not fit in the device's memory
+        (then the root gets the cheaper bound)."""
+        try:
+            return optimize_all_slopes(self.graph, self.lower, self.upper, self.spec, self.problem.d,
+                                       iterations=self.options.root_iterations, lr=self.options.lr_alpha)
+        except Exception as error:  # noqa: BLE001 - only allocation failures are handled, the rest re-raised
+            if not is_out_of_memory(error):
+                raise
+        release_memory(self.lower.device)
+        self.stats["root_full_alpha"] = "out of memory"
+        return None
 
     def bound(self, domains: Domains, iterations: int) -> tuple[Domains, Tensor | None, dict[str, Tensor]]:
         """Optimise alpha and beta on a batch of domains; returns them with new bounds, the input coefficients of
@@ -242,7 +256,7 @@ class ReluBranchAndBound:
         if active_betas:
             groups.append({"params": active_betas, "lr": self.options.lr_beta})
         optimizer = adam(groups)
-        best = torch.full((count, spec.shape[1]), -torch.inf, dtype=self.lower.dtype)
+        best = self.lower.new_full((count, spec.shape[1]), -torch.inf)
         A_x = None
         coefficients: dict[str, Tensor] = {}
         for step in range(max(1, iterations)):
@@ -253,10 +267,11 @@ class ReluBranchAndBound:
                 value = value - offset
                 improved = value.detach() > best
                 best = torch.where(improved, value.detach(), best)
-                if step == 0 or bool(improved.any()):
+                any_improved, all_done = torch.stack([improved.any(), done(best).all()]).tolist()  # one host sync
+                if step == 0 or any_improved:
                     A_x = A_in.detach() if A_in is not None else None
                     coefficients = dict(hook.relu_coefficients)
-                if step == iterations - 1 or bool(done(best).all()):
+                if step == iterations - 1 or all_done:
                     break
                 loss = shortfall_loss(value, best)
                 optimizer.zero_grad()
@@ -318,12 +333,12 @@ class ReluBranchAndBound:
                 a = torch.zeros_like(lower)
             else:
                 A = A.reshape(A.shape[0], A.shape[1], -1).expand(count, -1, -1)
-                a = A[torch.arange(count), row]
+                a = A[torch.arange(count, device=row.device), row]
             intercept = -upper * lower / (upper - lower).clamp(min=1e-12)
             score = a.clamp(max=0).neg() * intercept + 1e-4 * torch.minimum(upper, -lower).clamp(min=0)
             scores.append(torch.where(unstable, score, torch.full_like(score, -1.0)))
         sizes = [s.shape[1] for s in scores]
-        return torch.cat(scores, 1), torch.tensor([0] + sizes).cumsum(0)
+        return torch.cat(scores, 1), torch.tensor([0] + sizes, device=row.device).cumsum(0)
 
     def children(self, domains: Domains, neuron: Tensor, offsets: Tensor) -> Domains:
         """Both children of every domain, splitting its neuron ``neuron`` (a flat index over all layers):
@@ -332,10 +347,12 @@ class ReluBranchAndBound:
         for sign in (1, -1):
             splits = {k: v.clone() for k, v in domains.splits.items()}
             for i, pre in enumerate(self.relu_inputs.values()):
-                in_layer = (neuron >= offsets[i]) & (neuron < offsets[i + 1])
-                if in_layer.any():
-                    rows = in_layer.nonzero().flatten()
-                    splits[pre][rows, neuron[rows] - offsets[i]] = sign
+                # without a host sync: every domain writes its own entry, the split sign where the neuron is in
+                # this layer, the entry as it was elsewhere
+                in_layer = ((neuron >= offsets[i]) & (neuron < offsets[i + 1])).unsqueeze(1)
+                local = (neuron - offsets[i]).clamp(0, splits[pre].shape[1] - 1).unsqueeze(1)
+                current = splits[pre].gather(1, local)
+                splits[pre].scatter_(1, local, torch.where(in_layer, torch.full_like(current, sign), current))
             parts.append(Domains(domains.bounds, splits, domains.alphas, domains.betas, domains.lb))
         return Domains.cat(parts)
 
@@ -356,14 +373,14 @@ class ReluBranchAndBound:
         if k == 1:
             return self.children(domains, top[:, 0], offsets), stuck
         # every candidate's two children, bounded once without optimisation
-        repeated = domains.select(torch.arange(live).repeat_interleave(k))
+        repeated = domains.select(torch.arange(live, device=top.device).repeat_interleave(k))
         trial = self.children(repeated, top.reshape(-1), offsets)
         with torch.no_grad():
             trial_lb = self.evaluate(trial)
         worse = self.problem.case_max(trial_lb).min(1).values            # [2 * live * k], per child
         worse = torch.maximum(worse[: live * k], worse[live * k :]).reshape(live, k)
         worse = torch.where(top_score >= 0, worse, torch.full_like(worse, -torch.inf))
-        chosen = top[torch.arange(live), worse.argmax(1)]
+        chosen = top[torch.arange(live, device=top.device), worse.argmax(1)]
         return self.children(domains, chosen, offsets), stuck
 
     def evaluate(self, domains: Domains) -> Tensor:
@@ -389,10 +406,14 @@ def relu_split_search(
     root, hand the problem to the exact MILP when few ReLUs are left unstable (alone or before the search).
     ``cuts``: learn cuts from refuted domains and apply them to new ones (:mod:`verifier.bab.cuts`)."""
     options = ReluSplitOptions()
-    if batch:
-        options.batch = batch
+    device = problem.lower.device
+    # the batch: as given, else sized to the memory free on the device (the CPU keeps the measured 256)
+    options.batch = batch or relu_split_batch(network.graph, problem.rows, problem.lower.dtype, device, options.batch)
+    stats["batch"] = options.batch
     search = ReluBranchAndBound(network, problem, options, stats)
+    started = time.perf_counter()
     root = search.root()
+    stats["root_s"] = time.perf_counter() - started
     stats["root_lower_bound"] = float(search.problem.case_max(root.lb).min())
     refuted = problem.refuted(root.lb)[0]
     if bool(refuted.all()):
@@ -410,7 +431,7 @@ def relu_split_search(
         from verifier.bab.cuts import CutStore
 
         cut_store = CutStore({pre: root.bounds[pre][0].numel() for pre in search.relu_inputs.values()},
-                             problem.lower.dtype)
+                             problem.lower.dtype, device=problem.lower.device)
     # the exact MILP's turn comes after a short branch-and-bound start (which settles easy problems first)
     milp_at = None if milp_strategy is None else milp_strategy.start_time(deadline)
     root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
@@ -421,11 +442,11 @@ def relu_split_search(
     # of it (breadth first, one step's copies of 19 000 open domains took 4 s on mnist_fc 256x4)
     stack = [search.bound(root, 1)]
     open_count = 1
-    take = max(1, options.batch // 2)          # parents per step: their children fill one bound batch
     while stack:
         if deadline.expired():
             stats.update(domains=visited, open_domains=open_count)
             return TIMEOUT, None
+        take = max(1, options.batch // 2)      # parents per step: their children fill one bound batch
         if milp_at is not None and time.monotonic() >= milp_at:
             milp_at = None
             from verifier.bab.milp import milp_phase
@@ -438,15 +459,26 @@ def relu_split_search(
             continue
         entry = stack.pop()
         if len(entry[0]) > take:
-            stack.append(_select_entry(entry, torch.arange(take, len(entry[0]))))
-            entry = _select_entry(entry, torch.arange(take))
+            stack.append(_select_entry(entry, torch.arange(take, len(entry[0]), device=device)))
+            entry = _select_entry(entry, torch.arange(take, device=device))
         pool, A_x, coefficients = entry
+        def step(pool=pool, A_x=A_x, coefficients=coefficients):
+            return _check_primal(network, problem, pool, A_x, search, try_candidates), search.branch(pool, coefficients)
+
+        fits, outcome = attempt(step, device)
+        if not fits:  # the pool's children do not fit in memory: put it back, take half as many next time
+            if len(pool) == 1:
+                raise OutOfMemory(f"out of memory on {device} branching a single domain")
+            stack.append(entry)
+            options.batch = len(pool)
+            stats["oom_halvings"] = stats.get("oom_halvings", 0) + 1
+            stats["batch"] = options.batch
+            continue
         open_count -= len(pool)
-        witness = _check_primal(network, problem, pool, A_x, search, try_candidates)
+        witness, (children, stuck) = outcome
         if witness is not None:
             stats["domains"] = visited
             return SAT, witness
-        children, stuck = search.branch(pool, coefficients)
         if cut_store is not None and len(cut_store) and len(children):
             keep, implied = cut_store.apply(children.splits)
             children = Domains(children.bounds, implied, children.alphas, children.betas, children.lb
@@ -456,19 +488,24 @@ def relu_split_search(
                 search.graph, problem, {k: (lo[index], hi[index]) for k, (lo, hi) in pool.bounds.items()},
                 {k: v[index] for k, v in pool.splits.items()})
             if verdict == "violated":
-                witness = try_candidates(torch.as_tensor(point, dtype=problem.lower.dtype)
+                witness = try_candidates(torch.as_tensor(point, dtype=problem.lower.dtype, device=device)
                                          .reshape(1, *network.input_shape))
                 if witness is not None:
                     stats["domains"] = visited
                     return SAT, witness
             if verdict != "refuted" or problem.rounding is not None:   # the LP's optimum is not float-sound
                 stuck_domains += 1
-        for start in range(0, len(children), options.batch):
-            if deadline.expired():  # children not bounded yet: the search is incomplete
+        def bound_part(start: int, stop: int, children: Domains = children):
+            if deadline.expired():
+                return None
+            return search.bound(children.select(torch.arange(start, stop, device=device)), options.iterations)
+
+        # batches of options.batch children; one that does not fit in memory is halved and bounded again
+        for start, _, part in halving_on_oom(bound_part, len(children), options, device, stats):
+            if part is None:  # children not bounded yet: the search is incomplete
                 stats.update(domains=visited, open_domains=open_count + len(children) - start)
                 return TIMEOUT, None
-            part = children.select(torch.arange(start, min(start + options.batch, len(children))))
-            bounded, part_A, part_coefficients = search.bound(part, options.iterations)
+            bounded, part_A, part_coefficients = part
             visited += len(bounded)
             refuted = problem.refuted(bounded.lb).all(1)
             if problem.rounding is not None:   # float soundness: refutations confirmed with their multipliers
@@ -519,7 +556,8 @@ def _check_primal(network: Network, problem: Problem, domains: Domains, A_x: Ten
     hardest = problem.case_max(domains.lb).argmin(1)
     in_case = problem.row_case.unsqueeze(0) == hardest.unsqueeze(1)
     row = torch.where(in_case, domains.lb, torch.full_like(domains.lb, -torch.inf)).argmax(1)
-    coeffs = A_x.reshape(A_x.shape[0], A_x.shape[1], -1).expand(count, -1, -1)[torch.arange(count), row]
+    coeffs = A_x.reshape(A_x.shape[0], A_x.shape[1], -1).expand(count, -1, -1)[torch.arange(count, device=row.device),
+                                                                              row]
     lo, hi = search.lower.reshape(1, -1), search.upper.reshape(1, -1)
     points = torch.where(coeffs > 0, lo, hi).reshape(count, *network.input_shape)
     with torch.no_grad():

@@ -36,8 +36,9 @@ class BenchOptions:
     """How to run: ``out`` folder, parallel ``jobs``, ``timeout_scale`` on every row's timeout, ``grace``
     seconds past it before a kill, ``resume``/``overwrite`` of an existing results.csv, the verifier
     ``command`` (default ``python -m verifier verify``), ``progress`` bar (None: when stderr is a terminal),
-    the ``command_line`` recorded in the summary, extra ``env`` variables for the instances' processes and
-    their ``isolation`` (``process`` or ``fork``; None: fork where possible unless a ``command`` is given)."""
+    the ``command_line`` recorded in the summary, extra ``env`` variables for the instances' processes,
+    their ``isolation`` (``process`` or ``fork``; None: fork where possible unless a ``command`` is given) and
+    the ``device`` handed to each instance as ``--device`` (None: the verifier's default, ``auto``)."""
 
     out: Path
     jobs: int = 1
@@ -50,6 +51,7 @@ class BenchOptions:
     command_line: str = ""
     env: tuple[tuple[str, str], ...] = ()
     isolation: str | None = None
+    device: str | None = None
 
 
 @dataclass
@@ -119,7 +121,7 @@ def _run_pending(pending: list[Instance], options: BenchOptions, executor: Execu
                  earlier: list[Outcome]) -> None:
     artifacts = Path(options.out) / "instances"
     queue = [Task(instance, instance.timeout * options.timeout_scale, artifacts / instance.category,
-                  options.command, options.grace, startup, options.env, isolation)
+                  options.command, options.grace, startup, options.env, isolation, options.device)
              for instance in pending]
     queue.reverse()  # pop() from the end runs them in file order
     attempts: dict[tuple[str, str, str], int] = {}

@@ -82,7 +82,8 @@ class Task:
     ``grace``: how long past it the process may run before it is killed; ``startup``: the expected process
     start-up, subtracted from the budget handed to the verifier; ``artifacts``: folder for the instance's
     result file (``NAME.result``), standard output (``NAME.json``) and standard error (``NAME.log``);
-    ``isolation``: ``process`` or ``fork`` (see the module docstring; resolved by :func:`resolve_isolation`).
+    ``isolation``: ``process`` or ``fork`` (see the module docstring; resolved by :func:`resolve_isolation`);
+    ``device``: passed to the command as ``--device`` when set.
     """
 
     instance: Instance
@@ -93,6 +94,7 @@ class Task:
     startup: float = 0.0
     env: tuple[tuple[str, str], ...] = ()
     isolation: str = "process"
+    device: str | None = None
 
 
 def run_task(task: Task) -> Outcome:
@@ -106,7 +108,7 @@ def run_task(task: Task) -> Outcome:
     result_file.unlink(missing_ok=True)
     budget = max(task.timeout - task.startup, min(1.0, task.timeout))
     arguments = [str(instance.onnx_path), str(instance.vnnlib_path), "--timeout", f"{budget:.3f}", "--results",
-                 str(result_file), "--json"]
+                 str(result_file), "--json"] + (["--device", task.device] if task.device else [])
     command = task.command or default_command()
     outcome = Outcome(instance.category, instance.onnx, instance.vnnlib, result="error", runtime_s=0.0,
                       timeout_s=task.timeout)

@@ -114,6 +114,13 @@ def shortfall_loss(value: Tensor, best: Tensor) -> Tensor:
     return -value.clamp(max=0).masked_fill(best > 0, 0).sum()
 
 
+def stop_early(best: Tensor, loss: Tensor) -> bool:
+    """Whether an optimisation loop is done: every row proved (``best > 0``) or the loss is not finite. One host
+    sync for both tests (on a GPU each costs a round trip)."""
+    proved, finite = torch.stack([(best > 0).all(), torch.isfinite(loss)]).tolist()
+    return proved or not finite
+
+
 @dataclass
 class AlphaOptions:
     """``iterations`` of Adam with learning rate ``lr``; stops early when every row is positive (proved)."""
@@ -189,10 +196,10 @@ def optimize_slopes(
         with torch.enable_grad():
             value = backward_lower(graph, graph.output_name, spec, bounds, step) - offset
             best = keep_best(value, best)
-            if optimizer is None or bool((best > 0).all()):
+            if optimizer is None:
                 break
             loss = shortfall_loss(value, best)
-            if not torch.isfinite(loss):
+            if stop_early(best, loss):
                 break
             optimizer.zero_grad()
             loss.backward()
@@ -271,6 +278,7 @@ def optimize_all_slopes(
         _refined_neurons,
         compute_intermediate_bounds,
         pre_activation_names,
+        unit_rows,
     )
 
     with torch.no_grad():
@@ -300,9 +308,7 @@ def optimize_all_slopes(
                 if ix is not None and len(ix):
                     flat_lower = node_lower.reshape(lower.shape[0], -1)
                     flat_upper = node_upper.reshape(lower.shape[0], -1)
-                    A = torch.zeros(1, len(ix), flat_lower.shape[1], dtype=lower.dtype)
-                    A[0, torch.arange(len(ix)), ix] = 1
-                    A = A.reshape(1, len(ix), *node.shape)
+                    A = unit_rows(ix, flat_lower.shape[1], flat_lower).reshape(1, len(ix), *node.shape)
                     both = backward_lower(graph, node.name, torch.cat([A, -A], 1), bounds, slopes)
                     width = -both[:, len(ix):] - both[:, : len(ix)]
                     widths = widths + width[torch.isfinite(width)].sum()
@@ -315,10 +321,8 @@ def optimize_all_slopes(
             value = backward_lower(graph, graph.output_name, spec, bounds, slopes) - offset
             best = keep_best(value, best)
             best_bounds = {k: (v[0].detach(), v[1].detach()) for k, v in bounds.items()}
-            if bool((best > 0).all()):
-                break
             loss = shortfall_loss(value, best) + width_weight * widths
-            if not torch.isfinite(loss):
+            if stop_early(best, loss):
                 break
             optimizer.zero_grad()
             loss.backward()

@@ -13,7 +13,10 @@ that layer with unit vectors as the specification; CROWN and IBP bounds are inte
 Memory: a backward pass holds the coefficients of the tensors that are waiting for all their readers,
 ``[B, k, *shape]`` each. Rows are processed in chunks of ``k`` chosen so that one coefficient tensor of
 the largest layer on the way takes at most ``memory_budget`` bytes; the peak is a small multiple of
-it (about 3x: the live tensor, its relaxed copy and, on residual networks, the other open branch).
+it (about 3x: the live tensor, its relaxed copy and, on residual networks, the other open branch). By
+default the budget comes from the memory free on the tensors' device (:func:`verifier.device.chunk_budget`:
+256 MiB on the CPU, a share of the free memory on a GPU). Every tensor made here is made on the device of
+the input box.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from torch import Tensor
 
 from verifier.bounds.ibp import interval_of_spec
 from verifier.cancel import checkpoint
+from verifier.device import chunk_budget, halving_on_oom
 from verifier.ir import Graph, Node
 from verifier.kernels import concretize_box
 from verifier.ops.base import ElementwiseNonlinear, Interval
@@ -40,14 +44,15 @@ class CrownOptions:
     """Options of the CROWN bound computation.
 
     ``intermediate``: how pre-activation bounds are computed, ``"crown"`` (tighter) or ``"ibp"``.
-    ``memory_budget``: bytes one chunk of backward coefficients may take (see the module docstring).
+    ``memory_budget``: bytes one chunk of backward coefficients may take (see the module docstring); ``None``:
+    chosen from the memory free on the device (:func:`verifier.device.chunk_budget`).
     ``refine_all``: refine every neuron of a pre-activation tensor, not only those whose relaxation depends
     on the bounds: stable neurons' tighter bounds tighten IBP further on, where CROWN is intersected with it
     (worth it for small networks; costly for large ones).
     """
 
     intermediate: str = "crown"
-    memory_budget: int = 256 * 2**20
+    memory_budget: int | None = None
     refine_all: bool = False
 
 
@@ -94,7 +99,7 @@ def backward_lower(
             pending[name] = pending[name] + A_in if name in pending else A_in
     lower, upper = bounds[graph.input_name]
     A_input = pending.pop(graph.input_name, None)
-    constant = bias if isinstance(bias, Tensor) else torch.zeros(1, A.shape[1], dtype=lower.dtype)
+    constant = bias if isinstance(bias, Tensor) else lower.new_zeros(1, A.shape[1])
     if A_input is None:  # the start tensor does not depend on the input
         result = constant.expand(lower.shape[0], -1)
     else:
@@ -120,8 +125,17 @@ def _largest_layer(graph: Graph) -> dict[str, int]:
     return largest
 
 
-def _chunk_rows(options: CrownOptions, batch: int, numel: int, itemsize: int) -> int:
-    return max(1, options.memory_budget // max(1, 2 * batch * numel * itemsize))
+@dataclass
+class _Chunks:
+    """Rows per backward pass (halved for good when a pass does not fit in memory)."""
+
+    batch: int
+
+
+def _chunk_rows(options: CrownOptions, batch: int, numel: int, like: Tensor) -> int:
+    """Rows per backward pass: one coefficient tensor ``[batch, 2 * rows, numel]`` within the budget."""
+    budget = options.memory_budget if options.memory_budget is not None else chunk_budget(like.device)
+    return max(1, budget // max(1, 2 * batch * numel * like.element_size()))
 
 
 def _refined_neurons(graph: Graph, name: str, lower: Tensor, upper: Tensor) -> Tensor:
@@ -133,7 +147,7 @@ def _refined_neurons(graph: Graph, name: str, lower: Tensor, upper: Tensor) -> T
     batch = lower.shape[0]
     if readers and all(mask is not None for mask in exact):
         return ~torch.stack(exact).all(0).reshape(batch, -1)
-    return torch.ones(batch, lower[0].numel(), dtype=torch.bool)
+    return torch.ones(batch, lower[0].numel(), dtype=torch.bool, device=lower.device)
 
 
 def refine_with_crown(
@@ -175,17 +189,28 @@ def refine_with_crown(
     return flat_lower.reshape(lower.shape), flat_upper.reshape(upper.shape)
 
 
+def unit_rows(index: Tensor, size: int, like: Tensor) -> Tensor:
+    """Specification rows ``[1, k, size]`` picking the neurons ``index`` (``[k]``): unit vectors, in the dtype
+    and on the device of ``like``."""
+    A = like.new_zeros(1, index.numel(), size)
+    A[0, torch.arange(index.numel(), device=index.device), index] = 1
+    return A
+
+
 def _refine_shared(graph, name, index, flat_lower, flat_upper, bounds, options, largest, hook) -> None:
     """Refine the neurons ``index`` in every domain, with one shared set of unit-vector rows."""
     if index.numel() == 0:
         return
     shape = graph.shape(name)
     batch = flat_lower.shape[0]
-    rows = _chunk_rows(options, batch, largest[name], flat_lower.element_size())
-    for chunk in index.split(rows):
-        A = torch.zeros(1, chunk.numel(), flat_lower.shape[1], dtype=flat_lower.dtype)
-        A[0, torch.arange(chunk.numel()), chunk] = 1
-        chunk_lower, chunk_upper = two_sided(graph, name, A.reshape(1, chunk.numel(), *shape), bounds, hook)
+    chunking = _Chunks(_chunk_rows(options, batch, largest[name], flat_lower))
+
+    def run(start: int, stop: int) -> tuple[Tensor, Tensor]:
+        A = unit_rows(index[start:stop], flat_lower.shape[1], flat_lower)
+        return two_sided(graph, name, A.reshape(1, stop - start, *shape), bounds, hook)
+
+    for start, stop, (chunk_lower, chunk_upper) in halving_on_oom(run, index.numel(), chunking, flat_lower.device):
+        chunk = index[start:stop]
         flat_lower[:, chunk] = torch.maximum(flat_lower[:, chunk], chunk_lower)
         flat_upper[:, chunk] = torch.minimum(flat_upper[:, chunk], chunk_upper)
 
@@ -197,13 +222,24 @@ def _refine_per_domain(graph, name, wanted, flat_lower, flat_upper, bounds, opti
     batch, size = wanted.shape
     counts = wanted.sum(1)
     order = torch.argsort(wanted.to(torch.int8), dim=1, descending=True, stable=True)
-    rows = _chunk_rows(options, batch, largest[name], flat_lower.element_size())
-    for start in range(0, int(counts.max()), rows):
-        index = order[:, start : start + rows]                              # [B, k]
-        valid = torch.arange(start, start + index.shape[1]).unsqueeze(0) < counts.unsqueeze(1)
-        A = torch.zeros(batch, index.shape[1], size, dtype=flat_lower.dtype)
+    chunking = _Chunks(_chunk_rows(options, batch, largest[name], flat_lower))
+    total = int(counts.max())
+
+    def rows(start: int, stop: int) -> tuple[Tensor, Tensor]:
+        if stop == total:  # the last chunk as wide as the others (its rows past every count are zero, ignored)
+            stop = min(size, start + chunking.batch)
+        index = order[:, start:stop]                                        # [B, k]
+        valid = torch.arange(start, stop, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)
+        return index, valid
+
+    def run(start: int, stop: int) -> tuple[Tensor, Tensor]:
+        index, valid = rows(start, stop)
+        A = flat_lower.new_zeros(batch, index.shape[1], size)
         A.scatter_(2, index.unsqueeze(-1), valid.unsqueeze(-1).to(A.dtype))
-        chunk_lower, chunk_upper = two_sided(graph, name, A.reshape(batch, index.shape[1], *shape), bounds, hook)
+        return two_sided(graph, name, A.reshape(batch, index.shape[1], *shape), bounds, hook)
+
+    for start, stop, (chunk_lower, chunk_upper) in halving_on_oom(run, total, chunking, flat_lower.device):
+        index, valid = rows(start, stop)
         old_lower, old_upper = flat_lower.gather(1, index), flat_upper.gather(1, index)
         new_lower = torch.where(valid, torch.maximum(old_lower, chunk_lower), old_lower)
         new_upper = torch.where(valid, torch.minimum(old_upper, chunk_upper), old_upper)
@@ -262,12 +298,15 @@ def crown_bounds(
     batch = lower.shape[0]
     out_shape = graph.output_shape
     K = spec.shape[1]
-    rows = _chunk_rows(options, batch, _largest_layer(graph)[graph.output_name], lower.element_size())
+    chunking = _Chunks(_chunk_rows(options, batch, _largest_layer(graph)[graph.output_name], lower))
+
+    def run(start: int, stop: int) -> tuple[Tensor, Tensor]:
+        part = spec[:, start:stop]
+        return two_sided(graph, graph.output_name, part.reshape(part.shape[0], part.shape[1], *out_shape), bounds,
+                         hook)
+
     pieces_lower, pieces_upper = [], []
-    for start in range(0, K, rows):
-        part = spec[:, start : start + rows]
-        A = part.reshape(part.shape[0], part.shape[1], *out_shape)
-        part_lower, part_upper = two_sided(graph, graph.output_name, A, bounds, hook)
+    for _, _, (part_lower, part_upper) in halving_on_oom(run, K, chunking, lower.device):
         pieces_lower.append(part_lower)
         pieces_upper.append(part_upper)
     crown_lower, crown_upper = torch.cat(pieces_lower, 1), torch.cat(pieces_upper, 1)

@@ -47,8 +47,8 @@ def forward_bounds(graph: Graph, lower: Tensor, upper: Tensor) -> dict[str, Inte
     batch = lower.shape[0]
     n = lower[0].numel()
     center, radius = ((lower + upper) / 2).reshape(batch, n), ((upper - lower) / 2).reshape(batch, n)
-    eye = torch.eye(n, dtype=lower.dtype).reshape(1, n, *graph.input_shape).expand(batch, -1, *graph.input_shape)
-    M = torch.cat([eye, torch.zeros(batch, 1, *graph.input_shape, dtype=lower.dtype)], 1)
+    eye = torch.eye(n, dtype=lower.dtype, device=lower.device).reshape(1, n, *graph.input_shape)
+    M = torch.cat([eye.expand(batch, -1, *graph.input_shape), lower.new_zeros(batch, 1, *graph.input_shape)], 1)
     # the input itself is exact: x = x
     linear = {graph.input_name: (M, torch.zeros_like(M))}
     bounds: dict[str, Interval] = {graph.input_name: (lower, upper)}
@@ -62,7 +62,7 @@ def forward_bounds(graph: Graph, lower: Tensor, upper: Tensor) -> dict[str, Inte
             R_out = node.op.abs_linear_part(*flat_R)
             M_out = M_out.reshape(batch, n + 1, *M_out.shape[1:]).clone()
             R_out = R_out.reshape(batch, n + 1, *R_out.shape[1:])
-            offset = node.op.forward(*[torch.zeros(1, *s, dtype=lower.dtype) for s in shapes])
+            offset = node.op.forward(*[lower.new_zeros(1, *s) for s in shapes])
             M_out[:, n] += offset[0]
             ibp = node.op.interval(*(bounds[name] for name in node.inputs))
         else:

@@ -28,6 +28,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from verifier.device import add_device_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("instances", nargs="+", metavar="INSTANCES.csv",
@@ -53,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "Default: fork where os.fork exists, process with --command (fork accepts a --command "
                         "'python -m MODULE ...' or 'python SCRIPT.py ...' of this interpreter)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_device_argument(parser, default=None, help_text="--device handed to every instance: auto, cpu, cuda or "
+                        "cuda:N (default: the instance's own default, auto)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar on stderr (default: when stderr is a terminal)")
 
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                            command=tuple(shlex.split(args.command)) if args.command else (),
                            progress=args.progress, command_line=shlex.join(["verifier", *sys.argv[1:]]),
                            env=(("VERIFIER_THREADS", str(args.threads)),) if args.threads else (),
-                           isolation=args.isolation)
+                           isolation=args.isolation, device=args.device)
     report = run_benchmark(instances, options, truth_files=truth_files)
     if args.json:
         import json

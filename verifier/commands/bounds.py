@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from verifier.device import add_device_argument
 from verifier.errors import VerifierError
 
 
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intermediate", choices=["ibp", "crown"], default="crown",
                         help="how CROWN bounds the pre-activation layers (default crown; ibp is faster, looser)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_device_argument(parser)
 
 
 def _load_array(path: str, what: str) -> np.ndarray:
@@ -60,12 +62,12 @@ def run(args: argparse.Namespace) -> int:
             raise VerifierError("--eps only goes with --center")
         lower, upper = _load_array(args.box[0], "lower bound"), _load_array(args.box[1], "upper bound")
     start = time.perf_counter()
-    network = load_onnx(args.model)
+    network = load_onnx(args.model).to(args.device)
     load_time = time.perf_counter() - start
     start = time.perf_counter()
     result = network.bounds(lower, upper, method=args.method, intermediate=args.intermediate)
     elapsed = time.perf_counter() - start
-    lo, hi = result.lower.numpy().astype(float), result.upper.numpy().astype(float)
+    lo, hi = result.lower.cpu().numpy().astype(float), result.upper.cpu().numpy().astype(float)
     if args.json:
         single = lo.shape[0] == 1
         print(json.dumps({

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from verifier.device import add_device_argument
 from verifier.errors import ShapeError, VerifierError
 
 
@@ -40,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="failure probability of each certificate (default 0.001)")
     parser.add_argument("--batch", type=int, default=1000, help="noisy samples per forward pass (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise generator (default 0)")
+    add_device_argument(parser, help_text="where the noise is drawn and the model runs: auto (the first CUDA GPU "
+                        "torch sees, else the CPU; the default), cpu, cuda or cuda:N; on a GPU --backend auto "
+                        "runs the IR there")
     parser.add_argument("--backend", choices=["auto", "ir", "onnxruntime"], default="auto",
                         help="how the model runs: our IR, onnxruntime, or auto (onnxruntime when it runs the "
                         "model in batches, else the IR, else onnxruntime one input at a time)")
@@ -107,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     radii = _radii(args.radii)
     x, labels = load_inputs(args.inputs)
 
-    smoothed = SmoothedClassifier(args.model, sigma, seed=args.seed, backend=args.backend)
+    smoothed = SmoothedClassifier(args.model, sigma, seed=args.seed, backend=args.backend, device=args.device)
     inputs = smoothed.as_batch(x, f"'x' in {args.inputs}")
     if labels.min() < 0 or labels.max() >= smoothed.num_classes:
         raise ShapeError(f"'labels' in {args.inputs} must lie in [0, {smoothed.num_classes}) for this model, "
@@ -142,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         "base_classifier": smoothed.base.description,
         "inputs": args.inputs,
         "sigma": sigma, "n0": n0, "n": n, "alpha": alpha, "seed": args.seed, "batch": batch,
+        "device": str(smoothed.device),
         "count": len(rows),
         "certified_accuracy": {f"{r:g}": a for r, a in accuracy.items()},
         "abstained": sum(row.prediction == ABSTAIN for row in rows),

@@ -25,6 +25,7 @@ import argparse
 import sys
 import time
 
+from verifier.device import add_device_argument
 from verifier.errors import VerifierError
 
 
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the attacks (default 0)")
     parser.add_argument("--float-sound", action="store_true",
                         help="prove in float64 with rigorous rounding-error margins (unsat holds in exact arithmetic)")
+    add_device_argument(parser)
     robust = parser.add_argument_group("robustness property (instead of a VNN-LIB file)")
     robust.add_argument("--center", metavar="X.npy", help="the input whose classification must be robust")
     robust.add_argument("--label", type=int, help="its class")
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.property is not None:
         if args.center is not None:
             raise VerifierError("give either a VNN-LIB property or --center/--label/--eps, not both")
-        result = verify(args.model, args.property, timeout=remaining, options=options)
+        result = verify(args.model, args.property, timeout=remaining, options=options, device=args.device)
     else:
         if args.center is None or args.label is None or args.eps is None:
             raise VerifierError("give a VNN-LIB property file, or --center X.npy --label L --eps E")
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             raise VerifierError(f"centre file not found: {args.center}")
         result = verify_robustness(args.model, np.load(args.center), args.label, args.eps, norm=args.norm,
                                    timeout=remaining, options=options, smoothing_sigma=args.smoothing_sigma,
-                                   memory_budget=int(args.memory_budget_gib * 2**30))
+                                   memory_budget=int(args.memory_budget_gib * 2**30), device=args.device)
     if args.results:
         witness = result.counterexample
         text = format_result(result.status, witness.x if witness else None, witness.y if witness else None)

@@ -29,6 +29,7 @@ from verifier.complete.falsify import find_candidates
 from verifier.complete.problem import Problem
 from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result
 from verifier.complete.validate import validate
+from verifier.device import DeviceLike, is_out_of_memory, resolve_device
 from verifier.errors import ShapeError
 from verifier.network import Network
 from verifier.spec.specification import Specification
@@ -66,18 +67,25 @@ def verify(
     spec: Specification | str | os.PathLike,
     timeout: float | None = None,
     options: VerifyOptions | None = None,
+    device: DeviceLike = "auto",
 ) -> Result:
     """Decide whether any input in the property's boxes violates its output constraints.
 
     ``network``: a :class:`Network` or an ONNX path; ``spec``: a parsed :class:`Specification` or a
     VNN-LIB path. ``timeout``: wall-clock seconds (``None``: no limit); the answer comes by then.
+    ``device``: where the bounds, the searches and the attacks run, ``"auto"`` (the first CUDA device when
+    torch sees one, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; witnesses are re-checked by
+    onnxruntime on the CPU either way. A network given on another device is copied, not moved.
     Returns a :class:`Result` with ``status`` ``sat`` (with a validated counterexample), ``unsat``,
     ``unknown`` or ``timeout`` and statistics (time per phase, domains visited).
     """
     deadline = Deadline(timeout)
     options = options or VerifyOptions()
     stats: dict = {"phases": {}}
-    if not isinstance(network, Network):
+    target = resolve_device(device)
+    stats["device"] = str(target)
+    owned = not isinstance(network, Network)
+    if owned:
         from verifier.api import load_onnx
 
         start = time.perf_counter()
@@ -98,20 +106,26 @@ def verify(
     end = None if deadline.end is None else deadline.end - min(0.2, 0.02 * max(0.0, deadline.remaining()))
     try:
         with time_limit(end):
-            result = _run(network, spec, deadline, options, stats)
+            result = _run(network, spec, deadline, options, stats, target, owned)
     except TimeLimitReached:
         result = Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
+    except Exception as error:  # noqa: BLE001 - an allocation failure no batch halving could avoid: no answer
+        if not is_out_of_memory(error):
+            raise
+        result = Result(UNKNOWN, stats=stats, message=f"out of memory on {target}: {str(error).splitlines()[0]}")
     stats["time_s"] = deadline.elapsed()
     return result
 
 
-def _run(network: Network, spec: Specification, deadline: Deadline, options: VerifyOptions, stats: dict) -> Result:
+def _run(network: Network, spec: Specification, deadline: Deadline, options: VerifyOptions, stats: dict,
+         device: torch.device, owned: bool) -> Result:
     groups = spec.box_groups()
     if not groups:
         return Result(UNSAT, stats=stats, message="the property has no satisfiable case")
     small = network.input_size <= INPUT_SPLIT_MAX_INPUTS
     use_float64 = options.float64 if options.float64 is not None else small
-    bound_network = _as_dtype(network, torch.float64 if use_float64 or options.float_sound else network.dtype)
+    bound_network = _prepared(network, device, torch.float64 if use_float64 or options.float_sound else network.dtype,
+                              owned)
     problems = [Problem.from_group(group, bound_network) for group in groups]
     uncovered = None
     from verifier.complete.float_sound import default_tolerance
@@ -128,7 +142,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
     def try_candidates(points: torch.Tensor, problem: Problem) -> Counterexample | None:
         lower, upper = problem.exact_lower, problem.exact_upper
         for point in points[:8]:
-            witness = validate(network, spec, point.detach().double().numpy(), lower, upper)
+            witness = validate(network, spec, point.detach().double().cpu().numpy(), lower, upper)
             if witness is not None:
                 return witness
         return None
@@ -274,10 +288,14 @@ def _milp_supported(network: Network) -> bool:
     return supports(network.graph)
 
 
-def _as_dtype(network: Network, dtype: torch.dtype) -> Network:
-    if network.dtype == dtype:
+def _prepared(network: Network, device: torch.device, dtype: torch.dtype, owned: bool) -> Network:
+    """The network on ``device`` in ``dtype``: itself when it is there already, else a copy (or, for a network
+    this call loaded and nobody else holds, the network itself, moved)."""
+    if network.dtype == dtype and network.device == device:
         return network
-    return copy.deepcopy(network).to(dtype)
+    if owned and network.dtype == dtype:
+        return network.to(device)
+    return copy.deepcopy(network).to(device, dtype)
 
 
 def load_result_witness(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

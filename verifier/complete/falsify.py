@@ -20,10 +20,11 @@ def sample_box(lower: Tensor, upper: Tensor, count: int, generator: torch.Genera
     coordinate at one of its bounds with probability 0.3) and uniform points. Extremes of piecewise-linear
     networks lie at vertices of linear regions, many of them on the box's faces, where uniform sampling in
     several dimensions almost never lands."""
-    u = torch.rand(count, *lower.shape, generator=generator, dtype=lower.dtype)
+    u = torch.rand(count, *lower.shape, generator=generator, dtype=lower.dtype, device=lower.device)
     quarter = count // 4
     u[:quarter] = u[:quarter].round()
-    on_face = torch.rand(u[quarter : 2 * quarter].shape, generator=generator, dtype=lower.dtype) < 0.3
+    on_face = torch.rand(u[quarter : 2 * quarter].shape, generator=generator, dtype=lower.dtype,
+                         device=lower.device) < 0.3
     u[quarter : 2 * quarter] = torch.where(on_face, u[quarter : 2 * quarter].round(), u[quarter : 2 * quarter])
     u[0] = 0.5
     return lower + (upper - lower) * u
@@ -41,14 +42,15 @@ def find_candidates(
 ) -> list[Tensor]:
     """Points of the box whose violation is <= 0 according to the engine's forward pass, best first.
 
-    ``starts`` (``[S, *shape]``) are extra starting points for PGD (e.g. centres of open domains).
+    ``starts`` (``[S, *shape]``) are extra starting points for PGD (e.g. centres of open domains). The points
+    are drawn and evaluated on the device of the problem's box, from a generator of that device.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=problem.lower.device).manual_seed(seed)
     with torch.no_grad():
         points = sample_box(problem.lower, problem.upper, samples, generator)
         values, _ = problem.violation(network.forward_flat(points))
     order = values.argsort()
-    found = [points[i] for i in order if values[i] <= 0][:4]
+    found = list(points[order[values[order] <= 0][:4]])
     if found or deadline.expired():
         return found
     # PGD from the best samples (and any given starts), one copy of the box per start
@@ -65,4 +67,5 @@ def find_candidates(
         problem.upper.expand(boxes, *problem.upper.shape).contiguous(), steps=steps, restarts=1,
         generator=generator, start=first,
     )
-    return [best_x[i] for i in best_value.argsort() if best_value[i] <= 0][:4]
+    order = best_value.argsort()
+    return list(best_x[order[best_value[order] <= 0][:4]])

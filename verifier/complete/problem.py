@@ -21,7 +21,8 @@ from verifier.spec.specification import BoxGroup
 class Problem:
     """``lower``/``upper``: the box ``[*input_shape]`` in the network's type; ``C`` ``[R, n_out]``; ``d`` ``[R]``;
     ``row_case`` ``[R]`` maps rows to local case numbers ``0..n_cases-1``; ``case_indices`` maps those to the
-    spec's; ``exact_lower``/``exact_upper``: the box as parsed, in float64 (the network's type may round it)."""
+    spec's; ``exact_lower``/``exact_upper``: the box as parsed, in float64 (the network's type may round it).
+    The tensors are on the network's device."""
 
     lower: Tensor
     upper: Tensor
@@ -44,21 +45,21 @@ class Problem:
         """The group's box and rows as tensors of the network's type. The box is widened one float64 unit
         and rounded *outward* (:func:`round_outward`), so no point of the box written in the file is lost to
         rounding."""
-        dtype = network.dtype
+        dtype, device = network.dtype, network.device
 
         def tensor(a: np.ndarray) -> Tensor:
-            return torch.as_tensor(np.array(a, dtype=np.float64)).to(dtype)
+            return torch.as_tensor(np.array(a, dtype=np.float64), device=device).to(dtype)
 
         # one float64 unit outward first: the parser's rounding of the decimal bounds may have shrunk the box
         lower = np.nextafter(np.asarray(group.lower, np.float64), -np.inf)
         upper = np.nextafter(np.asarray(group.upper, np.float64), np.inf)
         lower, upper = round_outward(lower, upper, dtype)
         return cls(
-            lower=lower.reshape(network.input_shape),
-            upper=upper.reshape(network.input_shape),
+            lower=lower.reshape(network.input_shape).to(device),
+            upper=upper.reshape(network.input_shape).to(device),
             C=tensor(group.C).reshape(-1, network.output_size),
             d=tensor(group.d).reshape(-1),
-            row_case=torch.as_tensor(np.array(group.row_case, dtype=np.int64)).reshape(-1),
+            row_case=torch.as_tensor(np.array(group.row_case, dtype=np.int64), device=device).reshape(-1),
             n_cases=len(group.case_indices),
             case_indices=tuple(group.case_indices),
             exact_lower=np.asarray(group.lower, dtype=np.float64).reshape(-1),
@@ -80,7 +81,7 @@ class Problem:
 
     def case_max(self, row_values: Tensor, empty: float = float("-inf")) -> Tensor:
         """Largest value over each case's rows: ``[N, R] -> [N, n_cases]`` (``empty`` for a case without rows)."""
-        out = torch.full((row_values.shape[0], self.n_cases), empty, dtype=row_values.dtype)
+        out = row_values.new_full((row_values.shape[0], self.n_cases), empty)
         index = self.row_case.unsqueeze(0).expand_as(row_values)
         return out.scatter_reduce(1, index, row_values, reduce="amax", include_self=True)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from verifier.complete.api import VerifyOptions, verify
 from verifier.complete.result import SAT, UNKNOWN, Result
+from verifier.device import DeviceLike
 from verifier.errors import ShapeError, UnsupportedOperatorError
 from verifier.network import Network
 from verifier.spec.specification import Case, Specification
@@ -57,9 +58,11 @@ def verify_robustness(
     smoothing_sigma: float | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     smoothing_samples: int = 100_000,
+    device: DeviceLike = "auto",
 ) -> Result:
     """Decide whether the top class stays ``label`` on the ``norm`` ball (``"linf"`` or ``"l2"``) of radius
-    ``epsilon`` around ``center``; falls back to randomized smoothing as described in the module docstring."""
+    ``epsilon`` around ``center``; falls back to randomized smoothing as described in the module docstring.
+    ``device``: where bounds, search, attacks and smoothing run (see :func:`verifier.complete.verify`)."""
     from verifier.smoothing.fallback import certify_fallback, should_fall_back, smoothing_inapplicable_reason
 
     norm = norm.lower().replace("-", "").replace("_", "")
@@ -89,11 +92,12 @@ def verify_robustness(
         if why_not is not None:
             return Result(UNKNOWN, message=f"no deterministic bounds: {reason}; no smoothing certificate: {why_not}")
         certificate = certify_fallback(model if network is None else network, center, label, epsilon,
-                                       sigma=smoothing_sigma, n=smoothing_samples, fallback_reason=reason)
+                                       sigma=smoothing_sigma, n=smoothing_samples, fallback_reason=reason,
+                                       device=device)
         return Result(UNKNOWN, certificate=certificate,
                       message=f"deterministic bounds out of reach ({reason}); {certificate.statement()}")
     spec = robustness_specification(center, label, epsilon, network.output_size)
-    result = verify(network, spec, timeout=timeout, options=options)
+    result = verify(network, spec, timeout=timeout, options=options, device=device)
     if result.status == SAT and norm == "l2":
         distance = float(np.linalg.norm(result.counterexample.x.astype(np.float64) - np.asarray(center).reshape(-1)))
         if distance > epsilon:

@@ -46,7 +46,7 @@ def reference_output(network: Network, x: np.ndarray) -> np.ndarray:
         session = _session(str(network.source))
         feed = x.reshape(network.input_shape).astype(np.dtype(_onnx_input_type(session)))
         return np.asarray(session.run(None, {session.get_inputs()[0].name: feed})[0]).reshape(-1)
-    return network.forward(x).detach().numpy().reshape(-1)
+    return network.forward(x).detach().cpu().numpy().reshape(-1)
 
 
 def _onnx_input_type(session) -> str:

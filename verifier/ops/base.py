@@ -79,11 +79,12 @@ class Operator:
         return {k: v for k, v in vars(self).items() if isinstance(v, Tensor)}
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Operator:
-        """Move the constants to ``device`` and cast the floating-point ones to ``dtype``, in place; returns
-        ``self``."""
-        for key, value in self.constants().items():
-            target = dtype if dtype is not None and value.is_floating_point() else value.dtype
-            setattr(self, key, value.to(device=device if device is not None else value.device, dtype=target))
+        """Move every tensor this operator holds to ``device`` and cast the floating-point ones to ``dtype``, in
+        place; returns ``self``. That covers the constants and anything else kept in attributes: index tensors
+        (their integer type is kept), tensors in lists, tuples and dicts, and operators nested inside this one
+        (each moved by its own :meth:`to`)."""
+        for key, value in list(vars(self).items()):
+            setattr(self, key, moved(value, dtype, device))
         return self
 
     def describe(self) -> str:
@@ -120,6 +121,23 @@ class ElementwiseNonlinear(Operator):
         assert bounds is not None, f"{self.op_type} needs pre-activation bounds"
         A_in, bias = relaxed_backward(A, self.relax(*bounds))
         return [A_in], bias
+
+
+def moved(value, dtype: torch.dtype | None, device: torch.device | None):
+    """``value`` with every tensor in it on ``device`` and every floating-point tensor in ``dtype`` (``None``:
+    unchanged); lists, tuples and dicts are rebuilt, operators moved in place, anything else returned as is."""
+    if isinstance(value, Tensor):
+        target = dtype if dtype is not None and value.is_floating_point() else value.dtype
+        return value.to(device=value.device if device is None else device, dtype=target)
+    if isinstance(value, Operator):
+        return value.to(dtype=dtype, device=device)
+    if isinstance(value, list):
+        return [moved(v, dtype, device) for v in value]
+    if isinstance(value, tuple):
+        return tuple(moved(v, dtype, device) for v in value)
+    if isinstance(value, dict):
+        return {k: moved(v, dtype, device) for k, v in value.items()}
+    return value
 
 
 def unbroadcast(A: Tensor, shape: Sequence[int]) -> Tensor:

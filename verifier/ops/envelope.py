@@ -196,7 +196,7 @@ def guarded_backward(A: Tensor, relaxation: LinearRelaxation) -> tuple[Tensor, T
     hit = ((A > 0) & spread(lower_bad)) | ((A < 0) & spread(upper_bad))
     hit = hit.flatten(2).any(-1)
     if bias is None:
-        bias = torch.zeros(hit.shape, dtype=A.dtype)
+        bias = A.new_zeros(hit.shape)
     bias = torch.where(hit, -torch.inf, bias)
     return A_in, bias
 

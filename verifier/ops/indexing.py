@@ -141,11 +141,6 @@ class Concat(Operator):
     def constants(self) -> dict[str, Tensor]:
         return {}
 
-    def to(self, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Concat:
-        self.parts = [None if p is None else p.to(device=device or p.device, dtype=dtype or p.dtype)
-                      for p in self.parts]
-        return self
-
 
 class Expand(Operator):
     """Numpy-style broadcast of ``x`` to a larger shape (ONNX Expand); CROWN sums over the copies."""

@@ -78,7 +78,9 @@ def backward_matmul(A: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Ten
     in every column: a column that is zero at this iterate (an optimised slope at 0) still has a gradient.
     """
     n, width = A.shape[-1], weight.shape[1]
-    if n >= 16 and width >= SPARSE_MIN_WIDTH and A.numel() * width >= SPARSE_MIN_PRODUCT and not weight.requires_grad:
+    # on a GPU the dense product is cheap and counting the columns would stop the queue (a host sync): CPU only
+    sparse_worth_it = A.device.type == "cpu" and n >= 16 and width >= SPARSE_MIN_WIDTH
+    if sparse_worth_it and A.numel() * width >= SPARSE_MIN_PRODUCT and not weight.requires_grad:
         with torch.no_grad():  # two reductions without a temporary of A's size (a NaN compares non-zero)
             lead = tuple(range(A.dim() - 1))
             nonzero = (A.amax(dim=lead) != 0) | (A.amin(dim=lead) != 0)

@@ -57,14 +57,17 @@ class PairwiseDifference(Operator):
 
     def abs_linear_part(self, x: Tensor) -> Tensor:
         # |coefficients| of x_j - x_i; on the diagonal the two cancel exactly
+        return torch.where(self._diagonal(x), 0.0, self._j(x) + x.unsqueeze(-1))
+
+    def _diagonal(self, like: Tensor) -> Tensor:
+        """Mask of the ``i == j`` entries, broadcastable against the output, on the device of ``like``."""
         n = self.input_shape[self.axis]
-        diagonal = torch.eye(n, dtype=torch.bool).reshape(n, *[1] * (len(self.input_shape) - self.axis - 1), n)
-        return torch.where(diagonal, 0.0, self._j(x) + x.unsqueeze(-1))
+        eye = torch.eye(n, dtype=torch.bool, device=like.device)
+        return eye.reshape(n, *[1] * (len(self.input_shape) - self.axis - 1), n)
 
     def interval(self, bounds: Interval) -> Interval:
         lower, upper = bounds
-        n = self.input_shape[self.axis]
-        diagonal = torch.eye(n, dtype=torch.bool).reshape(n, *[1] * (len(self.input_shape) - self.axis - 1), n)
+        diagonal = self._diagonal(lower)
         out_lower = torch.where(diagonal, 0.0, self._j(lower) - upper.unsqueeze(-1))
         out_upper = torch.where(diagonal, 0.0, self._j(upper) - lower.unsqueeze(-1))
         return out_lower, out_upper

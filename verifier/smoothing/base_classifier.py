@@ -7,10 +7,15 @@ an operator the bound engine cannot handle), or a ``torch.nn.Module``.
 Shapes: ``input_shape`` is the shape of one input as the model sees it (for IR networks and ONNX files
 the ONNX input shape at batch size 1, e.g. ``(1, 64)``); :meth:`BaseClassifier.classify` takes
 ``[B, *input_shape]`` and returns ``[B]`` class indices.
+
+Devices: a classifier runs on its ``device`` (IR networks and torch modules on the device asked for,
+onnxruntime on the CPU); the smoothed classifier draws its noise there, so on a GPU noise and forward pass
+never leave it.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
@@ -20,6 +25,7 @@ import onnx
 import torch
 from torch import Tensor
 
+from verifier.device import DeviceLike, resolve_device
 from verifier.errors import ModelLoadError, ShapeError, UnsupportedOperatorError
 from verifier.network import Network
 from verifier.threads import ensure_threads
@@ -33,6 +39,8 @@ class BaseClassifier:
     input_shape: tuple[int, ...]
     num_classes: int
     dtype: torch.dtype = torch.float32
+    #: where it runs: inputs are expected (and noise is drawn) on this device
+    device: torch.device = torch.device("cpu")
     #: a short description for reports ("IR network models/x.onnx", "onnxruntime ...")
     description: str = ""
 
@@ -57,7 +65,10 @@ class NetworkClassifier(BaseClassifier):
         self.input_shape = tuple(network.input_shape)
         self.num_classes = network.output_size
         self.dtype = network.dtype
+        self.device = network.device
         self.description = f"IR network {network.source}" if network.source else "IR network"
+        if self.device.type != "cpu":
+            self.description += f" on {self.device}"
 
     def scores(self, x: Tensor) -> Tensor:
         with torch.inference_mode():
@@ -73,8 +84,9 @@ class TorchClassifier(BaseClassifier):
         self.input_shape = tuple(int(d) for d in input_shape)
         parameter = next(iter(module.parameters()), None)
         self.dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+        self.device = parameter.device if parameter is not None else torch.device("cpu")
         with torch.inference_mode():
-            out = module(torch.zeros(1, *self.input_shape, dtype=self.dtype))
+            out = module(torch.zeros(1, *self.input_shape, dtype=self.dtype, device=self.device))
         self.num_classes = int(out.reshape(1, -1).shape[1])
         self.description = f"torch module {type(module).__name__}"
 
@@ -161,56 +173,68 @@ class OnnxRuntimeClassifier(BaseClassifier):
         return self._batched_session.run(None, {self.input_name: feed})[0].reshape(x.shape[0], -1)
 
     def scores(self, x: Tensor) -> Tensor:
-        x = x.detach().to(self.dtype).contiguous()
+        x = x.detach().to(device="cpu", dtype=self.dtype).contiguous()
         return torch.from_numpy(self._run(x.numpy()))
 
 
-def as_base_classifier(model, input_shape: tuple[int, ...] | None = None, backend: str = "auto") -> BaseClassifier:
-    """Wrap ``model`` as a :class:`BaseClassifier`.
+def as_base_classifier(model, input_shape: tuple[int, ...] | None = None, backend: str = "auto",
+                       device: DeviceLike = "cpu") -> BaseClassifier:
+    """Wrap ``model`` as a :class:`BaseClassifier` running on ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``; see :func:`verifier.device.resolve_device`).
 
-    ``model`` may be a :class:`BaseClassifier`, a :class:`~verifier.network.Network`, a path to an ONNX
-    file, or a ``torch.nn.Module`` (then ``input_shape``, the shape of one input without the batch
-    dimension, is required). For a path, ``backend`` chooses how it runs: ``"ir"`` (our graph IR),
-    ``"onnxruntime"``, or ``"auto"`` (see :func:`_classifier_for_file`).
+    ``model`` may be a :class:`BaseClassifier` (taken as it is, on its own device), a
+    :class:`~verifier.network.Network` or a ``torch.nn.Module`` (copied to ``device`` when it is elsewhere;
+    a module needs ``input_shape``, the shape of one input without the batch dimension), or a path to an
+    ONNX file. For a path, ``backend`` chooses how it runs: ``"ir"`` (our graph IR), ``"onnxruntime"`` (on the
+    CPU whatever the device), or ``"auto"`` (see :func:`_classifier_for_file`).
     """
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     ensure_threads()
+    target = resolve_device(device)
     if isinstance(model, BaseClassifier):
         return model
     if isinstance(model, Network):
-        return NetworkClassifier(model)
+        return NetworkClassifier(model if model.device == target else copy.deepcopy(model).to(target))
     if isinstance(model, torch.nn.Module):
         if input_shape is None:
             raise ShapeError("a torch module needs input_shape (the shape of one input, without the batch dimension)")
+        parameter = next(iter(model.parameters()), None)
+        if parameter is not None and parameter.device != target:
+            model = copy.deepcopy(model).to(target)
         return TorchClassifier(model, input_shape)
     if isinstance(model, (str, os.PathLike)):
-        return _classifier_for_file(model, backend)
+        return _classifier_for_file(model, backend, target)
     raise ModelLoadError(
         f"cannot use a {type(model).__name__} as a base classifier; give a Network, an ONNX path, "
         "a torch.nn.Module or a BaseClassifier"
     )
 
 
-def _classifier_for_file(path: str | os.PathLike, backend: str) -> BaseClassifier:
-    """The base classifier for an ONNX file. ``"auto"`` takes onnxruntime when it runs the model in
+def _classifier_for_file(path: str | os.PathLike, backend: str, device: torch.device) -> BaseClassifier:
+    """The base classifier for an ONNX file. ``"auto"`` on the CPU takes onnxruntime when it runs the model in
     batches (the reference runtime, and the faster one on CPU: 1.2-2x on MLPs, more on convolutions),
-    else our IR, else onnxruntime one input at a time (an operator the IR does not support)."""
+    else our IR, else onnxruntime one input at a time (an operator the IR does not support); on a GPU it
+    takes our IR on the GPU, else onnxruntime (on the CPU)."""
     if backend == "onnxruntime":
         return OnnxRuntimeClassifier(path)
     from verifier.api import load_onnx
 
     if backend == "ir":
-        return NetworkClassifier(load_onnx(path))
+        return NetworkClassifier(load_onnx(path).to(device))
+    runtime: OnnxRuntimeClassifier | None = None
+    if device.type == "cpu":
+        try:
+            runtime = OnnxRuntimeClassifier(path)
+        except ModelLoadError:
+            runtime = None
+        if runtime is not None and runtime.batched:
+            return runtime
     try:
-        runtime: OnnxRuntimeClassifier | None = OnnxRuntimeClassifier(path)
-    except ModelLoadError:
-        runtime = None
-    if runtime is not None and runtime.batched:
-        return runtime
-    try:
-        return NetworkClassifier(load_onnx(path))
+        return NetworkClassifier(load_onnx(path).to(device))
     except UnsupportedOperatorError:
+        if runtime is None and device.type != "cpu":
+            return OnnxRuntimeClassifier(path)
         if runtime is None:
             raise
         return runtime

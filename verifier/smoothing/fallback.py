@@ -29,6 +29,7 @@ import os
 import numpy as np
 import torch
 
+from verifier.device import DeviceLike
 from verifier.errors import ShapeError, UnsupportedOperatorError, VerifierError
 from verifier.network import Network
 from verifier.smoothing.bound_memory import estimate_bound_memory
@@ -141,17 +142,19 @@ def certify_fallback(
     fallback_reason: str = "",
     input_shape: tuple[int, ...] | None = None,
     backend: str = "auto",
+    device: DeviceLike = "auto",
 ) -> SmoothingCertificate:
     """Certify L2 robustness of the smoothed ``model`` around ``center`` by CERTIFY (Cohen et al. 2019).
 
     ``model``: a :class:`~verifier.network.Network`, an ONNX path (run by our IR, or by onnxruntime when
     the IR rejects an operator), a torch module with ``input_shape``, or a base classifier. The answer
     is ``certified`` when CERTIFY returns ``label`` with a radius above ``epsilon_l2``; it holds with
-    probability ``1 - alpha`` and concerns the smoothed classifier only.
+    probability ``1 - alpha`` and concerns the smoothed classifier only. The noise is drawn and the model
+    run on ``device`` (see :class:`~verifier.smoothing.smoothed.SmoothedClassifier`).
     """
     if not (isinstance(epsilon_l2, (int, float)) and math.isfinite(epsilon_l2) and epsilon_l2 >= 0):
         raise SmoothingArgumentError(f"epsilon_l2 must be a finite number >= 0, got {epsilon_l2!r}")
-    smoothed = SmoothedClassifier(model, sigma, seed=seed, input_shape=input_shape, backend=backend)
+    smoothed = SmoothedClassifier(model, sigma, seed=seed, input_shape=input_shape, backend=backend, device=device)
     if not (isinstance(label, (int, np.integer)) and 0 <= label < smoothed.num_classes):
         raise VerifierError(f"label must be a class index in [0, {smoothed.num_classes}), got {label!r}")
     result = smoothed.certify(center, n0=n0, n=n, alpha=alpha, batch_size=batch_size)

@@ -4,7 +4,9 @@ Monte Carlo PREDICT and CERTIFY procedures (Cohen, Rosenfeld and Kolter, ICML 20
 ``g`` is never evaluated exactly: PREDICT returns its class with a bounded probability of being wrong,
 CERTIFY returns a class and an L2 radius that hold with probability at least ``1 - alpha`` over the
 sampling. Both count *hard labels* of the base classifier ``f`` on Gaussian perturbations of the input,
-drawn in batches from one seeded generator: the same seed and the same calls give the same answers.
+drawn in batches from one seeded generator: the same seed and the same calls give the same answers (on one
+device: a GPU's generator draws other numbers than the CPU's). Noise, forward pass and vote counting stay on
+the base classifier's device; only the final counts come back to the host.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from verifier.device import DeviceLike
 from verifier.errors import ShapeError
+from verifier.network import as_tensor
 from verifier.smoothing.base_classifier import BaseClassifier, as_base_classifier
 from verifier.smoothing.checks import check_alpha, check_positive_int, check_sigma
 from verifier.smoothing.statistics import certified_radius, clopper_pearson_lower, top_two_p_value
@@ -77,17 +81,20 @@ class SmoothedClassifier:
     :class:`~verifier.network.Network`, an ONNX path, a torch module with ``input_shape``, a
     :class:`BaseClassifier`). ``sigma``: the noise standard deviation, in the model's input units; the
     base classifier should have been trained with Gaussian noise of this level. ``seed`` seeds the
-    noise generator (see :meth:`reseed`).
+    noise generator (see :meth:`reseed`). ``device``: where the base classifier runs and the noise is drawn
+    (``"auto"``: the first CUDA device when torch sees one, else the CPU; an ONNX file run by onnxruntime
+    runs on the CPU).
     """
 
     def __init__(self, base, sigma: float, seed: int = 0, input_shape: tuple[int, ...] | None = None,
-                 backend: str = "auto"):
-        self.base: BaseClassifier = as_base_classifier(base, input_shape, backend)
+                 backend: str = "auto", device: DeviceLike = "auto"):
+        self.base: BaseClassifier = as_base_classifier(base, input_shape, backend, device)
+        self.device = self.base.device
         self.sigma = check_sigma(sigma)
         self.num_classes = self.base.num_classes
         if self.num_classes < 2:
             raise ShapeError(f"smoothing needs a classifier with at least 2 outputs, the model has {self.num_classes}")
-        self.generator = torch.Generator()
+        self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
@@ -99,7 +106,7 @@ class SmoothedClassifier:
     def as_batch(self, x: Tensor | np.ndarray, what: str = "input") -> Tensor:
         """``x`` as ``[B, *input_shape]``: one input (its shape, or flat) or a batch of them."""
         try:
-            x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).to(self.base.dtype)
+            x = as_tensor(x, self.base.dtype, self.device)
         except (TypeError, ValueError, RuntimeError):
             raise ShapeError(f"{what} must be an array of numbers, got {type(x).__name__}") from None
         shape, size = tuple(x.shape), self.base.input_size
@@ -132,16 +139,16 @@ class SmoothedClassifier:
         num = check_positive_int(num, "the number of samples")
         batch_size = check_positive_int(batch_size, "batch_size")
         x = self._one(x)
-        counts = torch.zeros(self.num_classes, dtype=torch.long)
-        buffer = torch.empty(min(batch_size, num), *x.shape, dtype=x.dtype)
+        counts = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
+        buffer = torch.empty(min(batch_size, num), *x.shape, dtype=x.dtype, device=self.device)
         remaining = num
         while remaining > 0:
             noisy = buffer[: min(batch_size, remaining)]
-            torch.randn(noisy.shape, generator=self.generator, dtype=noisy.dtype, out=noisy)
+            torch.randn(noisy.shape, generator=self.generator, dtype=noisy.dtype, device=noisy.device, out=noisy)
             noisy.mul_(self.sigma).add_(x)
-            counts += torch.bincount(self.base.classify(noisy), minlength=self.num_classes)
+            counts += torch.bincount(self.base.classify(noisy).to(self.device), minlength=self.num_classes)
             remaining -= noisy.shape[0]
-        return counts.numpy()
+        return counts.cpu().numpy()
 
     # -- PREDICT --------------------------------------------------------------------------------------
     def predict(self, x: Tensor | np.ndarray, n: int = 1000, alpha: float = 0.001, batch_size: int = 1000
