@@ -7,7 +7,8 @@
 ``sat``: the instance set of ``tests/satnet.py`` (per size a planted satisfiable formula and a random one at 6
 clauses per variable), each verified with the default strategy (60 s) and checked against DPLL.
 ``float-sound``: ``--limit`` rows spread over each shared family (as ``benchmarks/run_family.py`` picks them),
-each verified twice in this process (default, then float-sound), with the time ratio and any answer change.
+each verified twice in this process (default, then float-sound), with the time ratio and any answer change;
+``--only NET/PROP,...`` names the instances instead.
 """
 
 from __future__ import annotations
@@ -42,14 +43,16 @@ def run_sat(timeout: float) -> None:
     print(f"incorrect: {wrong}")
 
 
-def family_rows(family: str, limit: int) -> list[tuple[Path, Path]]:
+def family_rows(family: str, limit: int, only: list[str] | None = None) -> list[tuple[Path, Path]]:
     with open(SHARED / family / "instances.csv") as handle:
         rows = [r for r in csv.reader(handle) if r and r[0].lower() != "onnx"]
+    if only:
+        rows = [r for r in rows if any(f"{Path(r[0]).stem}/{Path(r[1]).stem}" == name for name in only)]
     step = max(1, math.ceil(len(rows) / limit))
     return [(SHARED / family / r[0], SHARED / family / r[1]) for r in rows[::step][:limit]]
 
 
-def run_float_sound(families: list[str], limit: int, timeout: float) -> None:
+def run_float_sound(families: list[str], limit: int, timeout: float, only: list[str] | None = None) -> None:
     from verifier.complete import VerifyOptions, verify
 
     # warm-up: the first verification of a process pays for lazy imports and onnxruntime's start
@@ -60,7 +63,7 @@ def run_float_sound(families: list[str], limit: int, timeout: float) -> None:
     totals = [0.0, 0.0]
     changes = 0
     for family in families:
-        for model, prop in family_rows(family, limit):
+        for model, prop in family_rows(family, limit, only):
             outcome = []
             for sound in (False, True):
                 start = time.perf_counter()
@@ -83,12 +86,13 @@ def main() -> None:
     parser.add_argument("families", nargs="*", default=["acasxu", "mnist_fc"])
     parser.add_argument("--limit", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--only", help="comma-separated NETWORK/PROPERTY stems to run instead of a spread sample")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.what == "sat":
         run_sat(args.timeout)
     else:
-        run_float_sound(args.families, args.limit, args.timeout)
+        run_float_sound(args.families, args.limit, args.timeout, args.only.split(",") if args.only else None)
 
 
 if __name__ == "__main__":

@@ -207,6 +207,8 @@ class ReluBranchAndBound:
             return self._optimise(domains, iterations, self.spec, self.problem.d.unsqueeze(0),
                                   lambda best: self.problem.refuted(best).all(1))
         index, row = needed.nonzero(as_tuple=True)
+        if len(index) == 0:        # every case already refuted in every domain: nothing to bound
+            return domains, None, {}
         pairs = Domains({k: (lo[index], hi[index]) for k, (lo, hi) in domains.bounds.items()},
                         {k: v[index] for k, v in domains.splits.items()},
                         {k: v[index, row].unsqueeze(1) for k, v in domains.alphas.items()},
@@ -511,7 +513,11 @@ def relu_split_search(
             if problem.rounding is not None:   # float soundness: refutations confirmed with their multipliers
                 from verifier.complete.float_sound import confirm_refuted
 
-                refuted = confirm_refuted(search, bounded, refuted)
+                confirmed = confirm_refuted(search, bounded, refuted)
+                lost = refuted & ~confirmed
+                if bool(lost.any()):   # bounded again in full later: their kept bounds are not confirmed
+                    bounded.lb = torch.where(lost.unsqueeze(1), torch.full_like(bounded.lb, -torch.inf), bounded.lb)
+                refuted = confirmed
             if cut_store is not None and bool(refuted.any()):
                 from verifier.bab.cuts import strengthen
 

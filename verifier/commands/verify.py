@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the attacks (default 0)")
     parser.add_argument("--float-sound", action="store_true",
                         help="prove in float64 with rigorous rounding-error margins (unsat holds in exact arithmetic)")
+    parser.add_argument("--cuts", action="store_true", help="ReLU splitting learns cuts from refuted domains")
     add_device_argument(parser)
     robust = parser.add_argument_group("robustness property (instead of a VNN-LIB file)")
     robust.add_argument("--center", metavar="X.npy", help="the input whose classification must be robust")
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from verifier.spec.witness import format_result
 
     options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed,
-                            float_sound=args.float_sound)
+                            float_sound=args.float_sound, cuts=args.cuts)
     remaining = max(0.0, args.timeout - (time.monotonic() - started))
     if args.property is not None:
         if args.center is not None:
