@@ -267,8 +267,12 @@ class ReluBranchAndBound:
                 value, A_in, _ = backward_lower(self.graph, self.graph.output_name, spec, bounds, hook,
                                                 return_coefficients=True)
                 value = value - offset
-                improved = value.detach() > best
-                best = torch.where(improved, value.detach(), best)
+                kept = value.detach()
+                if self.problem.rounding is not None:
+                    # float soundness: each iterate's bound less the rounding error its own multipliers add
+                    kept = kept - self.problem.rounding.beta_error(betas)
+                improved = kept > best
+                best = torch.where(improved, kept, best)
                 any_improved, all_done = torch.stack([improved.any(), done(best).all()]).tolist()  # one host sync
                 if step == 0 or any_improved:
                     A_x = A_in.detach() if A_in is not None else None
@@ -510,14 +514,6 @@ def relu_split_search(
             bounded, part_A, part_coefficients = part
             visited += len(bounded)
             refuted = problem.refuted(bounded.lb).all(1)
-            if problem.rounding is not None:   # float soundness: refutations confirmed with their multipliers
-                from verifier.complete.float_sound import confirm_refuted
-
-                confirmed = confirm_refuted(search, bounded, refuted)
-                lost = refuted & ~confirmed
-                if bool(lost.any()):   # bounded again in full later: their kept bounds are not confirmed
-                    bounded.lb = torch.where(lost.unsqueeze(1), torch.full_like(bounded.lb, -torch.inf), bounded.lb)
-                refuted = confirmed
             if cut_store is not None and bool(refuted.any()):
                 from verifier.bab.cuts import strengthen
 

@@ -47,8 +47,8 @@ class VerifyOptions:
     ``attack``: run falsification first. ``batch``: sub-domains bounded together. ``float64``: bound in
     double precision (default: for networks with few inputs, where it is cheap). ``seed``: attack seed.
     ``milp``: with ``method="auto"``, hand problems with few unstable ReLUs after the root bound to the exact
-    MILP (:mod:`verifier.bab.milp`). ``float_sound``: confirm every ``unsat`` by a float64 pass with rigorous
-    rounding-error terms (:mod:`verifier.complete.float_sound`); unconfirmed ones become ``unknown``.
+    MILP (:mod:`verifier.bab.milp`). ``float_sound``: every bound in float64, every refutation past a rigorous
+    bound on its rounding error (:mod:`verifier.complete.float_sound`): ``unsat`` holds in exact arithmetic.
     ``cuts``: ReLU splitting learns cuts from refuted domains (:mod:`verifier.bab.cuts`; off: see the README).
     """
 

@@ -29,7 +29,9 @@ step's input over the box and ``|A|`` that of the coefficients reaching it. Forw
   much), and its lines' slopes and intercepts are rounded at the scale of ``m_in``.
 
 Row ``r``'s error is ``gamma (|C_r| . M_out) + 2 u |d_r|``; a beta-CROWN domain adds ``gamma sum_j
-beta_j M_j`` for the multipliers of its split constraints. Graphs with other operators are not covered
+beta_j M_j`` for the multipliers of its split constraints: beta-CROWN keeps, per domain and row, the best
+over its iterates of the bound *less that iterate's own term* (``ReluBranchAndBound._optimise``), so the
+bound a domain is refuted with always carries its error. Graphs with other operators are not covered
 (:func:`rounding_model` returns ``None`` and ``unsat`` becomes ``unknown`` under float soundness).
 """
 
@@ -134,28 +136,6 @@ def make_float_sound(graph: Graph, problems: list, stats: dict) -> str | None:
         largest32 = max(largest32, float(model.float32_execution_error.max()))
     stats["float_sound"] = {"row_error": largest, "float32_execution_error": largest32}
     return None
-
-
-def confirm_refuted(search, domains, refuted: Tensor) -> Tensor:
-    """Of the ``refuted`` domains (``[D]`` mask) of a beta-CROWN batch, those whose refutation a fresh float64
-    bound pass confirms with the multipliers they end with: every case keeps a row whose bound exceeds the
-    row's rounding error plus the error its split multipliers add (:meth:`RoundingModel.beta_error`).
-    (The search keeps the best bound of every iterate, each with other multipliers: the error of the one
-    kept is not known, so the last iterate is evaluated again.)"""
-    from verifier.bounds.crown import backward_lower
-
-    problem = search.problem
-    index = refuted.nonzero().flatten()
-    if len(index) == 0:
-        return refuted
-    chosen = domains.select(index)
-    with torch.no_grad():
-        bounds, _, hook = search._pass_inputs(chosen, chosen.betas)
-        value = backward_lower(search.graph, search.graph.output_name, search.spec, bounds, hook) - problem.d
-        certified = value - problem.rounding.beta_error(chosen.betas)
-    confirmed = refuted.clone()
-    confirmed[index] = problem.refuted(certified).all(1)
-    return confirmed
 
 
 def default_tolerance(network, problem) -> Tensor:
