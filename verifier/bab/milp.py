@@ -124,14 +124,15 @@ def _pad(E: sp.csr_matrix, n: int) -> sp.csr_matrix:
 
 def _jacobians(op, shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) -> tuple[list[np.ndarray], np.ndarray]:
     """The Jacobian ``[N_out, N_in]`` of an affine operator with respect to each input, and its offset."""
-    zeros = [torch.zeros(1, *s, dtype=torch.float64) for s in shapes]
+    cpu = torch.device("cpu")        # the MILP is built on the host, from the graph's float64 CPU copy
+    zeros = [torch.zeros(1, *s, dtype=torch.float64, device=cpu) for s in shapes]
     with torch.no_grad():
         offset = op.forward(*zeros).reshape(-1).numpy().astype(np.float64)
         jacobians = []
         for i, s in enumerate(shapes):
             size = int(np.prod(s))
             inputs = [z.expand(size, *z.shape[1:]) for z in zeros]
-            inputs[i] = torch.eye(size, dtype=torch.float64).reshape(size, *s)
+            inputs[i] = torch.eye(size, dtype=torch.float64, device=cpu).reshape(size, *s)
             jacobians.append(op.linear_part(*inputs).reshape(size, -1).T.numpy().copy())
     return jacobians, offset
 

@@ -53,10 +53,10 @@ class Problem:
         # one float64 unit outward first: the parser's rounding of the decimal bounds may have shrunk the box
         lower = np.nextafter(np.asarray(group.lower, np.float64), -np.inf)
         upper = np.nextafter(np.asarray(group.upper, np.float64), np.inf)
-        lower, upper = round_outward(lower, upper, dtype)
+        lower, upper = round_outward(lower, upper, dtype, device)
         return cls(
-            lower=lower.reshape(network.input_shape).to(device),
-            upper=upper.reshape(network.input_shape).to(device),
+            lower=lower.reshape(network.input_shape),
+            upper=upper.reshape(network.input_shape),
             C=tensor(group.C).reshape(-1, network.output_size),
             d=tensor(group.d).reshape(-1),
             row_case=torch.as_tensor(np.array(group.row_case, dtype=np.int64), device=device).reshape(-1),
@@ -112,7 +112,8 @@ class Problem:
         return self.case_max(lower_margins - self.tolerance) > 0
 
 
-def round_outward(lower: np.ndarray, upper: np.ndarray, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+def round_outward(lower: np.ndarray, upper: np.ndarray, dtype: torch.dtype,
+                  device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
     """The box ``[lower, upper]`` (float64) as tensors of ``dtype`` containing it: each lower end rounded down
     and each upper end rounded up to the nearest value of ``dtype`` (rounding to nearest can shrink the box,
     e.g. 0.1 becomes 0.10000000149 in float32, and a proof on the shrunk box says nothing about its edge)."""
@@ -120,4 +121,4 @@ def round_outward(lower: np.ndarray, upper: np.ndarray, dtype: torch.dtype) -> t
     lo, hi = lower.astype(np_dtype), upper.astype(np_dtype)
     lo = np.where(lo.astype(np.float64) > lower, np.nextafter(lo, np.array(-np.inf, np_dtype)), lo)
     hi = np.where(hi.astype(np.float64) < upper, np.nextafter(hi, np.array(np.inf, np_dtype)), hi)
-    return torch.as_tensor(lo), torch.as_tensor(hi)
+    return torch.as_tensor(lo, device=device), torch.as_tensor(hi, device=device)
