@@ -127,13 +127,13 @@ def _jacobians(op, shapes: list[tuple[int, ...]], out_shape: tuple[int, ...]) ->
     cpu = torch.device("cpu")        # the MILP is built on the host, from the graph's float64 CPU copy
     zeros = [torch.zeros(1, *s, dtype=torch.float64, device=cpu) for s in shapes]
     with torch.no_grad():
-        offset = op.forward(*zeros).reshape(-1).numpy().astype(np.float64)
+        offset = op.forward(*zeros).reshape(-1).cpu().numpy().astype(np.float64)
         jacobians = []
         for i, s in enumerate(shapes):
             size = int(np.prod(s))
             inputs = [z.expand(size, *z.shape[1:]) for z in zeros]
             inputs[i] = torch.eye(size, dtype=torch.float64, device=cpu).reshape(size, *s)
-            jacobians.append(op.linear_part(*inputs).reshape(size, -1).T.numpy().copy())
+            jacobians.append(op.linear_part(*inputs).reshape(size, -1).T.cpu().numpy().copy())
     return jacobians, offset
 
 
