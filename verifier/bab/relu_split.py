@@ -48,6 +48,9 @@ from verifier.network import Network
 from verifier.ops.activation import Relu
 from verifier.ops.base import Interval
 
+#: alpha/beta steps that stand in for the LP on a domain with every phase fixed under float soundness
+FLOAT_SOUND_FIXED_STEPS = 300
+
 
 @dataclass
 class ReluSplitOptions:
@@ -207,6 +210,8 @@ class ReluBranchAndBound:
             return self._optimise(domains, iterations, self.spec, self.problem.d.unsqueeze(0),
                                   lambda best: self.problem.refuted(best).all(1))
         index, row = needed.nonzero(as_tuple=True)
+        if len(index) == 0:        # every case already refuted in every domain: nothing to bound
+            return domains, None, {}
         pairs = Domains({k: (lo[index], hi[index]) for k, (lo, hi) in domains.bounds.items()},
                         {k: v[index] for k, v in domains.splits.items()},
                         {k: v[index, row].unsqueeze(1) for k, v in domains.alphas.items()},
@@ -265,8 +270,12 @@ class ReluBranchAndBound:
                 value, A_in, _ = backward_lower(self.graph, self.graph.output_name, spec, bounds, hook,
                                                 return_coefficients=True)
                 value = value - offset
-                improved = value.detach() > best
-                best = torch.where(improved, value.detach(), best)
+                kept = value.detach()
+                if self.problem.rounding is not None:
+                    # float soundness: each iterate's bound less the rounding error its own multipliers add
+                    kept = kept - self.problem.rounding.beta_error(betas)
+                improved = kept > best
+                best = torch.where(improved, kept, best)
                 any_improved, all_done = torch.stack([improved.any(), done(best).all()]).tolist()  # one host sync
                 if step == 0 or any_improved:
                     A_x = A_in.detach() if A_in is not None else None
@@ -398,9 +407,13 @@ def relu_split_search(
     try_candidates: Callable[[Tensor], object | None],
     method: str = "relu-split",
     batch: int | None = None,
+    milp_strategy=None,
+    cuts: bool = False,
 ) -> tuple[str, object | None]:
     """Run the search; returns ``(status, counterexample or None)``. ``method="bounds"`` stops after the root
-    bound (incomplete verification)."""
+    bound (incomplete verification). ``milp_strategy`` (a :class:`verifier.bab.milp.MilpStrategy`): after the
+    root, hand the problem to the exact MILP when few ReLUs are left unstable (alone or before the search).
+    ``cuts``: learn cuts from refuted domains and apply them to new ones (:mod:`verifier.bab.cuts`)."""
     options = ReluSplitOptions()
     device = problem.lower.device
     # the batch: as given, else sized to the memory free on the device (the CPU keeps the measured 256)
@@ -421,6 +434,15 @@ def relu_split_search(
     # cases refuted on the whole box need no more work: the search continues on the others' rows only
     problem, rows = problem.restrict(~refuted)
     search.restrict(problem)
+    search.root_pre_bounds = root.bounds
+    cut_store = None
+    if cuts and problem.rounding is None:      # (under float soundness a cut would need its own confirmation)
+        from verifier.bab.cuts import CutStore
+
+        cut_store = CutStore({pre: root.bounds[pre][0].numel() for pre in search.relu_inputs.values()},
+                             problem.lower.dtype, device=problem.lower.device)
+    # the exact MILP's turn comes after a short branch-and-bound start (which settles easy problems first)
+    milp_at = None if milp_strategy is None else milp_strategy.start_time(deadline)
     root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
                    {k: v[:, rows] for k, v in root.betas.items()}, root.lb[:, rows])
     visited, stuck_domains = 1, 0
@@ -434,6 +456,16 @@ def relu_split_search(
             stats.update(domains=visited, open_domains=open_count)
             return TIMEOUT, None
         take = max(1, options.batch // 2)      # parents per step: their children fill one bound batch
+        if milp_at is not None and time.monotonic() >= milp_at:
+            milp_at = None
+            from verifier.bab.milp import milp_phase
+
+            decided = milp_phase(search.graph, problem, root.bounds, search.root_bounds.get(search.graph.output_name),
+                                 deadline, try_candidates, stats, milp_strategy)
+            if decided is not None and decided[0] in (SAT, UNSAT):
+                stats.update(domains=visited, decided_by="milp")
+                return decided
+            continue
         entry = stack.pop()
         if len(entry[0]) > take:
             stack.append(_select_entry(entry, torch.arange(take, len(entry[0]), device=device)))
@@ -456,6 +488,10 @@ def relu_split_search(
         if witness is not None:
             stats["domains"] = visited
             return SAT, witness
+        if cut_store is not None and len(cut_store) and len(children):
+            keep, implied = cut_store.apply(children.splits)
+            children = Domains(children.bounds, implied, children.alphas, children.betas, children.lb
+                               ).select(keep.nonzero().flatten())
         for index in stuck.nonzero().flatten().tolist():
             verdict, point = decide_fixed_phases(
                 search.graph, problem, {k: (lo[index], hi[index]) for k, (lo, hi) in pool.bounds.items()},
@@ -466,6 +502,13 @@ def relu_split_search(
                 if witness is not None:
                     stats["domains"] = visited
                     return SAT, witness
+            if verdict == "refuted" and problem.rounding is not None:
+                # the LP's optimum is not float-sound; with every phase fixed the relaxation is exact and the
+                # beta-CROWN bound reaches the LP's value at the optimal multipliers: a long optimisation
+                # of this one domain, certified as every bound is, stands in for it
+                one = pool.select(torch.tensor([index], device=device))
+                verdict = "refuted" if bool(problem.refuted(search.bound(one, FLOAT_SOUND_FIXED_STEPS)[0].lb).all()) \
+                    else "unknown"
             if verdict != "refuted":
                 stuck_domains += 1
         def bound_part(start: int, stop: int, children: Domains = children):
@@ -480,7 +523,12 @@ def relu_split_search(
                 return TIMEOUT, None
             bounded, part_A, part_coefficients = part
             visited += len(bounded)
-            open_ = (~problem.refuted(bounded.lb).all(1)).nonzero().flatten()
+            refuted = problem.refuted(bounded.lb).all(1)
+            if cut_store is not None and bool(refuted.any()):
+                from verifier.bab.cuts import strengthen
+
+                cut_store.add(strengthen(search, bounded, refuted))
+            open_ = (~refuted).nonzero().flatten()
             if len(open_):
                 stack.append(_select_entry((bounded, part_A, part_coefficients), open_))
                 open_count += len(open_)
@@ -490,6 +538,8 @@ def relu_split_search(
             stats["unknown_reason"] = f"more than {options.max_domains} open domains"
             return UNKNOWN, None
     stats["domains"] = visited
+    if cut_store is not None:
+        stats["cuts"] = {"learned": cut_store.learned, "pruned": cut_store.pruned, "implied": cut_store.implied}
     if stuck_domains:
         stats["unknown_reason"] = (f"{stuck_domains} domains with every ReLU phase fixed were neither proved by the "
                                    "linear program nor gave a valid counterexample")

@@ -35,10 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="wall-clock budget in seconds (default 300)")
     parser.add_argument("--results", metavar="FILE", help="write the VNN-COMP result file here")
     parser.add_argument("--json", action="store_true", help="print one JSON object (status, time_s, stats, ...)")
-    parser.add_argument("--method", choices=["auto", "input-split", "relu-split", "bounds"], default="auto",
+    parser.add_argument("--method", choices=["auto", "input-split", "relu-split", "milp", "bounds"], default="auto",
                         help="search method (default auto: chosen from the network and property)")
     parser.add_argument("--no-attack", action="store_true", help="skip the falsification phase")
     parser.add_argument("--seed", type=int, default=0, help="seed of the attacks (default 0)")
+    parser.add_argument("--float-sound", action="store_true",
+                        help="prove in float64 with rigorous rounding-error margins (unsat holds in exact arithmetic)")
+    parser.add_argument("--cuts", action="store_true", help="ReLU splitting learns cuts from refuted domains")
     add_device_argument(parser)
     robust = parser.add_argument_group("robustness property (instead of a VNN-LIB file)")
     robust.add_argument("--center", metavar="X.npy", help="the input whose classification must be robust")
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from verifier.complete import VerifyOptions, verify
     from verifier.spec.witness import format_result
 
-    options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed)
+    options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed,
+                            float_sound=args.float_sound, cuts=args.cuts)
     remaining = max(0.0, args.timeout - (time.monotonic() - started))
     if args.property is not None:
         if args.center is not None:

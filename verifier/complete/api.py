@@ -42,9 +42,14 @@ INPUT_SPLIT_MAX_INPUTS = 16
 class VerifyOptions:
     """Knobs of :func:`verify`; every ``None`` is chosen automatically from the network and property.
 
-    ``method``: ``"auto"``, ``"input-split"``, ``"relu-split"`` or ``"bounds"`` (incomplete: no branching).
+    ``method``: ``"auto"``, ``"input-split"``, ``"relu-split"``, ``"milp"`` (the exact MILP alone, ReLU
+    networks) or ``"bounds"`` (incomplete: no branching).
     ``attack``: run falsification first. ``batch``: sub-domains bounded together. ``float64``: bound in
     double precision (default: for networks with few inputs, where it is cheap). ``seed``: attack seed.
+    ``milp``: with ``method="auto"``, hand problems with few unstable ReLUs after the root bound to the exact
+    MILP (:mod:`verifier.bab.milp`). ``float_sound``: every bound in float64, every refutation past a rigorous
+    bound on its rounding error (:mod:`verifier.complete.float_sound`): ``unsat`` holds in exact arithmetic.
+    ``cuts``: ReLU splitting learns cuts from refuted domains (:mod:`verifier.bab.cuts`; off: see the README).
     """
 
     method: str = "auto"
@@ -52,6 +57,9 @@ class VerifyOptions:
     batch: int | None = None
     float64: bool | None = None
     seed: int = 0
+    milp: bool = True
+    float_sound: bool = False
+    cuts: bool = False
 
 
 def verify(
@@ -116,8 +124,18 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
         return Result(UNSAT, stats=stats, message="the property has no satisfiable case")
     small = network.input_size <= INPUT_SPLIT_MAX_INPUTS
     use_float64 = options.float64 if options.float64 is not None else small
-    bound_network = _prepared(network, device, torch.float64 if use_float64 else network.dtype, owned)
+    bound_network = _prepared(network, device, torch.float64 if use_float64 or options.float_sound else network.dtype,
+                              owned)
     problems = [Problem.from_group(group, bound_network) for group in groups]
+    uncovered = None
+    from verifier.complete.float_sound import default_tolerance
+
+    for problem in problems:
+        problem.tolerance = default_tolerance(bound_network, problem)
+    if options.float_sound:
+        from verifier.complete.float_sound import make_float_sound
+
+        uncovered = make_float_sound(bound_network.graph, problems, stats)
     stats["cases"] = len(spec.cases)
     stats["dtype"] = str(bound_network.dtype).replace("torch.", "")
 
@@ -155,6 +173,11 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
     from verifier.bab.input_split import InputSplitOptions, input_split_search
 
     method = options.method
+    milp_strategy = None
+    if method == "auto" and options.milp:
+        from verifier.bab.milp import MilpStrategy
+
+        milp_strategy = MilpStrategy()
     if method == "auto":
         has_relu = any(node.op.op_type == "Relu" for node in bound_network.graph.nodes)
         # without ReLUs there is nothing for ReLU splitting to branch on: split the input instead
@@ -166,7 +189,12 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
         if deadline.expired():
             statuses.append(TIMEOUT)
             break
-        if method == "input-split":
+        if method == "milp":
+            from verifier.bab.milp import exact_search
+
+            status, witness = exact_search(bound_network, problem, deadline, stats,
+                                           lambda points, p=problem: try_candidates(points, p))
+        elif method == "input-split":
             search_options = InputSplitOptions()
             if options.batch:
                 search_options.batch = options.batch
@@ -175,7 +203,21 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                              o: InputSplitOptions = search_options) -> tuple[str, Counterexample | None]:
                 return input_split_search(bound_network, p, budget, o, stats, lambda points: try_candidates(points, p))
 
-            if small:
+            if small and milp_strategy is not None and network.input_size >= milp_strategy.input_split_min_inputs \
+                    and _milp_supported(bound_network):
+                # a short input-split start settles easy problems; then the MILP's turn, then the rest
+                status, witness = split_inputs(Deadline(milp_strategy.start_time(deadline) - time.monotonic()))
+                if status == TIMEOUT and not deadline.expired():
+                    from verifier.bab.milp import milp_turn
+
+                    decided = milp_turn(bound_network, problem, deadline, stats,
+                                        lambda points, p=problem: try_candidates(points, p), milp_strategy)
+                    if decided is not None and decided[0] in (SAT, UNSAT):
+                        status, witness = decided
+                        stats["decided_by"] = "milp"
+                    elif not deadline.expired():
+                        status, witness = split_inputs(deadline)
+            elif small:
                 status, witness = split_inputs(deadline)
             else:
                 # many inputs and no ReLU: a short input-split search (it proves easy cases at once and checks
@@ -191,7 +233,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
 
             status, witness = relu_split_search(
                 bound_network, problem, deadline, stats, lambda points, p=problem: try_candidates(points, p),
-                method=method, batch=options.batch,
+                method=method, batch=options.batch, milp_strategy=milp_strategy, cuts=options.cuts,
             )
         if status == SAT:
             stats["phases"]["search"] = time.perf_counter() - start
@@ -201,6 +243,8 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
             break
     stats["phases"]["search"] = time.perf_counter() - start
     if all(s == UNSAT for s in statuses) and len(statuses) == len(problems):
+        if uncovered is not None:
+            return Result(UNKNOWN, stats=stats, message=f"proved, but not float-sound: {uncovered}")
         return Result(UNSAT, stats=stats)
     if TIMEOUT in statuses or deadline.expired():
         return Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
@@ -236,6 +280,12 @@ def _proved_by_full_alpha(network: Network, problem: Problem, stats: dict, budge
     if proved:
         stats["domains"] = stats.get("domains", 0) + 1
     return proved
+
+
+def _milp_supported(network: Network) -> bool:
+    from verifier.bab.milp import supports
+
+    return supports(network.graph)
 
 
 def _prepared(network: Network, device: torch.device, dtype: torch.dtype, owned: bool) -> Network:

@@ -33,17 +33,30 @@ class Problem:
     case_indices: tuple[int, ...]
     exact_lower: np.ndarray | None = None   # the box as parsed (float64), for checking witnesses exactly
     exact_upper: np.ndarray | None = None
+    #: a case counts as refuted only where a row's margin lower bound exceeds this (a few units of the engine
+    #: type's rounding at the scale of the outputs; see :func:`verifier.complete.float_sound.refutation_tolerance`)
+    tolerance: float | Tensor = 0.0
+    #: under float soundness, the rounding-error model of the bound computations
+    #: (:class:`verifier.complete.float_sound.RoundingModel`); its row errors are then the tolerance
+    rounding: object | None = None
 
     @classmethod
     def from_group(cls, group: BoxGroup, network: Network) -> Problem:
+        """The group's box and rows as tensors of the network's type. The box is widened one float64 unit
+        and rounded *outward* (:func:`round_outward`), so no point of the box written in the file is lost to
+        rounding."""
         dtype, device = network.dtype, network.device
 
         def tensor(a: np.ndarray) -> Tensor:
             return torch.as_tensor(np.array(a, dtype=np.float64), device=device).to(dtype)
 
+        # one float64 unit outward first: the parser's rounding of the decimal bounds may have shrunk the box
+        lower = np.nextafter(np.asarray(group.lower, np.float64), -np.inf)
+        upper = np.nextafter(np.asarray(group.upper, np.float64), np.inf)
+        lower, upper = round_outward(lower, upper, dtype, device)
         return cls(
-            lower=tensor(group.lower).reshape(network.input_shape),
-            upper=tensor(group.upper).reshape(network.input_shape),
+            lower=lower.reshape(network.input_shape),
+            upper=upper.reshape(network.input_shape),
             C=tensor(group.C).reshape(-1, network.output_size),
             d=tensor(group.d).reshape(-1),
             row_case=torch.as_tensor(np.array(group.row_case, dtype=np.int64), device=device).reshape(-1),
@@ -89,8 +102,23 @@ class Problem:
             row_case=renumber[self.row_case[rows]], n_cases=int(keep_cases.sum()),
             case_indices=tuple(c for c, k in zip(self.case_indices, keep_cases.tolist()) if k),
             exact_lower=self.exact_lower, exact_upper=self.exact_upper,
+            tolerance=self.tolerance[rows] if isinstance(self.tolerance, Tensor) else self.tolerance,
+            rounding=None if self.rounding is None else self.rounding.restrict(rows),
         ), rows
 
     def refuted(self, lower_margins: Tensor) -> Tensor:
-        """``[N, n_cases]``: cases with a row whose margin lower bound is positive on the domain."""
-        return self.case_max(lower_margins) > 0
+        """``[N, n_cases]``: cases with a row whose margin lower bound is positive (above :attr:`tolerance`)
+        on the domain."""
+        return self.case_max(lower_margins - self.tolerance) > 0
+
+
+def round_outward(lower: np.ndarray, upper: np.ndarray, dtype: torch.dtype,
+                  device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """The box ``[lower, upper]`` (float64) as tensors of ``dtype`` containing it: each lower end rounded down
+    and each upper end rounded up to the nearest value of ``dtype`` (rounding to nearest can shrink the box,
+    e.g. 0.1 becomes 0.10000000149 in float32, and a proof on the shrunk box says nothing about its edge)."""
+    np_dtype = np.dtype(str(dtype).replace("torch.", ""))
+    lo, hi = lower.astype(np_dtype), upper.astype(np_dtype)
+    lo = np.where(lo.astype(np.float64) > lower, np.nextafter(lo, np.array(-np.inf, np_dtype)), lo)
+    hi = np.where(hi.astype(np.float64) < upper, np.nextafter(hi, np.array(np.inf, np_dtype)), hi)
+    return torch.as_tensor(lo, device=device), torch.as_tensor(hi, device=device)
