@@ -41,6 +41,8 @@ class Network:
     def __init__(self, graph: Graph, source: Path | None = None):
         self.graph = graph
         self.source = source
+        #: the torch module a network was converted from (its independent executor), else None
+        self.module = None
         self.dtype = _graph_dtype(graph)
         self.device = _graph_device(graph)
 
