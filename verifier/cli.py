@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from verifier.limits import process_started_at
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"verifier {name}" if name else "verifier"
     restore = _catch_interrupts() if threading.current_thread() is threading.main_thread() else None
     try:
-        code = _main(argv, name, standalone)
+        code = _main(argv, name, standalone, time.monotonic())
         if standalone and name == "verify":  # the answer is out: end without the interpreter's slow teardown
             _say_nothing_and_exit(code)
         return code
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             restore()
 
 
-def _main(argv: list[str], name: str | None, standalone: bool) -> int:
+def _main(argv: list[str], name: str | None, standalone: bool, started: float) -> int:
     commands = _available()
     top = OneLineParser(
         prog="verifier",
@@ -111,6 +112,8 @@ def _main(argv: list[str], name: str | None, standalone: bool) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     args.standalone = standalone
+    # deadlines count from the process start; called in-process (tests, scripts), from this call
+    args.started_at = process_started_at() if standalone else started
     try:
         from verifier.threads import set_threads
 

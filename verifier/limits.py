@@ -70,8 +70,9 @@ def check_size(what: str, count: int | float, itemsize: int, limit: int) -> None
     """Raise :class:`ResourceLimitError` when ``count`` values of ``itemsize`` bytes exceed ``limit`` bytes."""
     needed = float(count) * itemsize
     if needed > limit:
+        amount = format_bytes(needed) if needed < float("inf") else "an unbounded amount"
         raise ResourceLimitError(
-            f"{what} needs {format_bytes(needed)}, more than the limit of {format_bytes(limit)} "
+            f"{what} needs {amount}, more than the limit of {format_bytes(limit)} "
             "(--load-limit-gib / memory_limit= raises it)")
 
 

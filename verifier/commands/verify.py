@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import threading
@@ -81,16 +82,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 class Answer:
     """Writes the answer once: the run's own, or ``timeout`` from the watchdog thread at the hard deadline,
-    whichever comes first (the other is dropped)."""
+    whichever comes first (the other is dropped). The watchdog uses the standard library only, so it can answer
+    while the main thread is still importing torch."""
 
-    def __init__(self, args: argparse.Namespace, started: float):
+    def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.started = started   # when the command began (monotonic); the process began earlier
+        self.started: float | None = None   # when the command's own work began (after the library imports)
         self.lock = threading.Lock()
         self.given = False
-        from verifier.progress import SearchMonitor
-
-        self.monitor = SearchMonitor(enabled=sys.stderr.isatty() if args.progress is None else args.progress)
+        self.monitor = None   # the SearchMonitor whose stats the watchdog reports
 
     def give(self, result) -> None:
         """Print ``result`` and write the result file; raises :class:`VerifierError` naming --results if that
@@ -99,7 +99,8 @@ class Answer:
             if self.given:
                 return
             self.given = True
-            failure = self._write_results(result)
+            witness = result.counterexample
+            failure = self._write_results(result.status, witness)
             self._print(result)
         if failure:
             raise VerifierError(f"--results {self.args.results}: cannot write the result file: {failure}")
@@ -112,28 +113,25 @@ class Answer:
             delay = end - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            from verifier.complete.result import TIMEOUT, Result
-
-            keep = ("domains", "open_domains", "lower_bound")
-            stats = {k: v for k, v in list(self.monitor.stats.items()) if k in keep}
-            result = Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
             with self.lock:
                 if self.given:
                     return
                 self.given = True
-                self._write_results(result)
-                self._print(result)
+                self._write_results("timeout", None)
+                self._print_timeout()
                 os._exit(0)
 
         threading.Thread(target=expire, name="verifier-deadline", daemon=True).start()
 
-    def _write_results(self, result) -> str | None:
+    def _write_results(self, status: str, witness) -> str | None:
         if not self.args.results:
             return None
-        from verifier.spec.witness import format_result
+        if status == "sat":
+            from verifier.spec.witness import format_result
 
-        witness = result.counterexample
-        text = format_result(result.status, witness.x if witness else None, witness.y if witness else None)
+            text = format_result(status, witness.x if witness else None, witness.y if witness else None)
+        else:
+            text = status + "\n"
         try:
             with open(self.args.results, "w") as handle:
                 handle.write(text)
@@ -141,18 +139,38 @@ class Answer:
             return error.strerror or str(error)
         return None
 
+    def _elapsed(self) -> float:
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
     def _print(self, result) -> None:
-        elapsed = time.monotonic() - self.started
         try:
             if self.args.json:
                 payload = result.to_dict()
-                payload["time_s"] = elapsed
+                payload["time_s"] = self._elapsed()
                 payload["process_s"] = time.monotonic() - process_started_at()
                 print(json.dumps(payload, allow_nan=False), flush=True)
             else:
                 print(result.status, flush=True)
-                _details(result, elapsed)
+                _details(result, self._elapsed())
         except (OSError, ValueError):  # stdout closed: the result file is what is left
+            pass
+
+    def _print_timeout(self) -> None:
+        message = "the time limit was reached before an answer"
+        stats = dict(self.monitor.stats) if self.monitor is not None else {}
+        bound, open_domains = stats.get("lower_bound"), stats.get("open_domains")
+        bound = bound if isinstance(bound, (int, float)) and math.isfinite(bound) else None
+        try:
+            if self.args.json:
+                payload = {"status": "timeout", "message": message, "lower_bound": bound,
+                           "open_domains": open_domains if isinstance(open_domains, int) else None,
+                           "stats": {"domains": stats.get("domains")} if isinstance(stats.get("domains"), int)
+                           else {}, "time_s": self._elapsed(), "process_s": time.monotonic() - process_started_at()}
+                print(json.dumps(payload, allow_nan=False), flush=True)
+            else:
+                print("timeout", flush=True)
+                print(f"  {message}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
             pass
 
 
@@ -172,23 +190,24 @@ def _details(result, elapsed: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    deadline = process_started_at() + args.timeout
-    # the libraries every run needs are imported first, as part of the start-up; the command's own clock
-    # (time_s) starts after them, the deadline counts them
-    import onnx  # noqa: F401
-
-    import verifier.complete  # noqa: F401
-
-    answer = Answer(args, time.monotonic())
+    deadline = (getattr(args, "started_at", None) or process_started_at()) + args.timeout
+    answer = Answer(args)
     if getattr(args, "standalone", False):
         answer.watch(deadline - HARD_MARGIN)
     if args.property is not None and args.center is not None:
         raise VerifierError("give either a VNN-LIB property or --center/--label/--eps, not both")
     if args.property is None and (args.center is None or args.label is None or args.eps is None):
         raise VerifierError("give a VNN-LIB property file, or --center X.npy --label L --eps E")
-    limit = gib_to_bytes(args.load_limit_gib)
-    from verifier.complete import VerifyOptions, verify
+    # the libraries every run needs are imported first, as part of the start-up: the command's own clock
+    # (time_s) starts after them, the deadline counts them
+    import onnx  # noqa: F401
 
+    from verifier.complete import VerifyOptions, verify
+    from verifier.progress import SearchMonitor
+
+    answer.started = time.monotonic()
+    answer.monitor = SearchMonitor(enabled=sys.stderr.isatty() if args.progress is None else args.progress)
+    limit = gib_to_bytes(args.load_limit_gib)
     options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed, memory_limit=limit,
                             monitor=answer.monitor)
     remaining = max(0.0, deadline - HARD_MARGIN - time.monotonic())

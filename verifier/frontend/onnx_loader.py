@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,12 @@ def read_model(source: str | os.PathLike | bytes | onnx.ModelProto, memory_limit
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         where = where or str(path)
+        if path.is_dir():
+            raise ModelLoadError(f"model file {path} is a folder, not an ONNX file")
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
+        if path.stat().st_size == 0:
+            raise ModelLoadError(f"{where} is not a valid ONNX model: the file is empty")
         try:
             check_size(f"{where}: the model file", path.stat().st_size, 1, limit)
         except OSError as error:
@@ -303,7 +308,9 @@ def _evaluate(node: onnx.NodeProto, constants: dict[str, np.ndarray], opset: int
     )
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
     try:
-        results = ReferenceEvaluator(model).run(None, feeds)
+        with np.errstate(all="ignore"), warnings.catch_warnings():  # a fold's warnings are not the user's news
+            warnings.simplefilter("ignore")
+            results = ReferenceEvaluator(model).run(None, feeds)
     except MemoryError:
         raise ResourceLimitError(f"{where}: not enough memory to fold the constant node {quote(name)} "
                                  f"({node.op_type})") from None
