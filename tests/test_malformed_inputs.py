@@ -146,10 +146,18 @@ def _interrupt_when(ready, argv: list[str]) -> subprocess.CompletedProcess:
 
 
 def _importing_torch(pid: int, line: str) -> bool:
+    """Whether the process or one of its children (the supervised worker) has mapped libtorch."""
     try:
-        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
-        return False
+        children = []
+    for each in [pid, *map(int, children)]:
+        try:
+            if "libtorch" in Path(f"/proc/{each}/maps").read_text():
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def _searching(pid: int, line: str) -> bool:

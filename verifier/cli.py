@@ -115,9 +115,13 @@ def _main(argv: list[str], name: str | None, standalone: bool, started: float) -
     # deadlines count from the process start; called in-process (tests, scripts), from this call
     args.started_at = process_started_at() if standalone else started
     try:
-        from verifier.threads import set_threads
+        if standalone:  # applied when the first network loads: torch is not imported before it is needed
+            if args.threads is not None:
+                os.environ["VERIFIER_THREADS"] = str(args.threads)
+        else:
+            from verifier.threads import set_threads
 
-        set_threads(args.threads)
+            set_threads(args.threads)
         return int(module.run(args) or 0)
     except VerifierError as error:
         _say(f"verifier {name}: error: {_one_line(error)}")
@@ -163,14 +167,17 @@ def _quiet_stdout() -> None:
 
 
 def _catch_interrupts():
-    """Ctrl-C raises KeyboardInterrupt once (reported in one line by :func:`main`); a second one while that
-    is being handled ends the process at once with exit code 130. Returns the function restoring the handler."""
-    pressed = []
+    """Ctrl-C raises KeyboardInterrupt once (reported in one line by :func:`main`); another one more than a
+    second later, while that is being handled, ends the process at once with exit code 130. Returns the
+    function restoring the handler."""
+    pressed: list[float] = []
 
     def interrupted(signum, frame):
         if pressed:
+            if time.monotonic() - pressed[0] < 1.0:  # the same Ctrl-C, passed on by a supervising parent too
+                return
             os._exit(EXIT_INTERRUPTED)
-        pressed.append(True)
+        pressed.append(time.monotonic())
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, interrupted)

@@ -73,11 +73,13 @@ class SearchMonitor:
     phases keep up to date (``phase``, ``domains``, ``open_domains``, ``lower_bound``), from a background
     thread, so the search loops pay nothing for it. On a terminal the line is redrawn in place."""
 
-    def __init__(self, stream: TextIO | None = None, interval: float = 1.0, enabled: bool = True):
+    def __init__(self, stream: TextIO | None = None, interval: float = 1.0, enabled: bool = True,
+                 on_update=None):
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval
         self.enabled = enabled
+        self.on_update = on_update   # called with the stats every interval (the command line's supervisor)
         self.lines = 0
         self.stats: dict = {}   # the watched run's statistics (read by the command line's deadline watchdog)
 
@@ -109,11 +111,14 @@ class SearchMonitor:
 
         def loop() -> None:
             while not stop.wait(self.interval):
-                self._write(self.line(stats, start, end))
+                if self.on_update is not None:
+                    self.on_update(stats)
+                if self.enabled:
+                    self._write(self.line(stats, start, end))
 
         @contextlib.contextmanager
         def running():
-            if not self.enabled:
+            if not self.enabled and self.on_update is None:
                 yield self
                 return
             thread = threading.Thread(target=loop, name="verifier-progress", daemon=True)

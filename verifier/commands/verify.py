@@ -91,6 +91,7 @@ class Answer:
         self.lock = threading.Lock()
         self.given = False
         self.monitor = None   # the SearchMonitor whose stats the watchdog reports
+        self.link = None      # the pipe to the supervising parent process (verifier.supervisor)
 
     def give(self, result) -> None:
         """Print ``result`` and write the result file; raises :class:`VerifierError` naming --results if that
@@ -99,6 +100,8 @@ class Answer:
             if self.given:
                 return
             self.given = True
+            if self.link is not None:
+                self.link.answering()
             witness = result.counterexample
             failure = self._write_results(result.status, witness)
             self._print(result)
@@ -117,8 +120,7 @@ class Answer:
                 if self.given:
                     return
                 self.given = True
-                self._write_results("timeout", None)
-                self._print_timeout()
+                self.answer_timeout(dict(self.monitor.stats) if self.monitor is not None else {})
                 os._exit(0)
 
         threading.Thread(target=expire, name="verifier-deadline", daemon=True).start()
@@ -155,9 +157,11 @@ class Answer:
         except (OSError, ValueError):  # stdout closed: the result file is what is left
             pass
 
-    def _print_timeout(self) -> None:
+    def answer_timeout(self, stats: dict) -> None:
+        """Write the ``timeout`` answer (result file and stdout) with what ``stats`` knows (standard library
+        only: the supervising parent and the watchdog thread call it)."""
+        self._write_results("timeout", None)
         message = "the time limit was reached before an answer"
-        stats = dict(self.monitor.stats) if self.monitor is not None else {}
         bound, open_domains = stats.get("lower_bound"), stats.get("open_domains")
         bound = bound if isinstance(bound, (int, float)) and math.isfinite(bound) else None
         try:
@@ -165,11 +169,15 @@ class Answer:
                 payload = {"status": "timeout", "message": message, "lower_bound": bound,
                            "open_domains": open_domains if isinstance(open_domains, int) else None,
                            "stats": {"domains": stats.get("domains")} if isinstance(stats.get("domains"), int)
-                           else {}, "time_s": self._elapsed(), "process_s": time.monotonic() - process_started_at()}
+                           else {}, "time_s": self._elapsed() if self.started is not None else None,
+                           "process_s": time.monotonic() - process_started_at()}
                 print(json.dumps(payload, allow_nan=False), flush=True)
             else:
                 print("timeout", flush=True)
                 print(f"  {message}", file=sys.stderr, flush=True)
+                if bound is not None:
+                    print(f"  global lower bound {bound:.6g} (above 0 would prove it), {open_domains or 0} open "
+                          "domains", file=sys.stderr, flush=True)
         except (OSError, ValueError):
             pass
 
@@ -192,8 +200,12 @@ def _details(result, elapsed: float) -> None:
 def run(args: argparse.Namespace) -> int:
     deadline = (getattr(args, "started_at", None) or process_started_at()) + args.timeout
     answer = Answer(args)
-    if getattr(args, "standalone", False):
-        answer.watch(deadline - HARD_MARGIN)
+    if getattr(args, "standalone", False):  # a process of its own: a supervisor enforces the deadline
+        from verifier.supervisor import supervise
+
+        answer.link = supervise(deadline - HARD_MARGIN, answer.answer_timeout)
+        if answer.link is None:  # no fork here: a watchdog thread does what it can
+            answer.watch(deadline - HARD_MARGIN)
     if args.property is not None and args.center is not None:
         raise VerifierError("give either a VNN-LIB property or --center/--label/--eps, not both")
     if args.property is None and (args.center is None or args.label is None or args.eps is None):
@@ -206,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
     from verifier.progress import SearchMonitor
 
     answer.started = time.monotonic()
-    answer.monitor = SearchMonitor(enabled=sys.stderr.isatty() if args.progress is None else args.progress)
+    answer.monitor = SearchMonitor(enabled=sys.stderr.isatty() if args.progress is None else args.progress,
+                                   on_update=answer.link.report if answer.link is not None else None)
     limit = gib_to_bytes(args.load_limit_gib)
     options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed, memory_limit=limit,
                             monitor=answer.monitor)
