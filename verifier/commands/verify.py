@@ -205,7 +205,10 @@ def warm_up() -> None:
     import onnx
     import torch
 
+    import verifier.api  # noqa: F401  (the loaders)
+    import verifier.bounds.crown  # noqa: F401
     import verifier.complete  # noqa: F401
+    import verifier.spec.vnnlib  # noqa: F401
     from verifier.kernels.library import native_available
 
     native_available()
