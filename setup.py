@@ -108,7 +108,7 @@ setup(
         "torch>=2.1",
         "numpy>=1.24",
         "scipy>=1.10",
-        "onnx>=1.14",
+        "onnx>=1.16",  # 1.16 fixed path traversal through external-data locations
         "onnxruntime>=1.16",
         "matplotlib>=3.6",
     ],

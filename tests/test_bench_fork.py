@@ -30,7 +30,7 @@ def test_forked_instances_answer_as_their_own_processes_do(tmp_path):
     folder.mkdir()
     (folder / "broken.vnnlib").write_text("(declare-const X_0 Real)\n(assert (<= X_0\n")  # cut short
     (folder / "instances.csv").write_text(f"{ONNX},{PROP_1},60\n{ONNX},{PROP_2},60\n{ONNX},broken.vnnlib,60\n")
-    instances = read_instances(folder / "instances.csv")
+    instances = read_instances(folder / "instances.csv", allow_outside=True)
     reports = {isolation: run_benchmark(instances, BenchOptions(out=tmp_path / isolation, isolation=isolation),
                                         executor=InlineExecutor())
                for isolation in ("process", "fork")}

@@ -32,14 +32,20 @@ PROP_1, PROP_2 = MODELS / "acasxu_like_prop_1.vnnlib", MODELS / "acasxu_like_pro
 FAKE = (sys.executable, str(ROOT / "tests" / "bench_fake_verifier.py"))
 
 
+#: where family() puts the network, relative to the family's folder
+FAMILY_ONNX = "onnx/acasxu_like.onnx"
+
+
 def family(tmp_path: Path, kinds: list[str], timeout: float = 2.0) -> Path:
     """A family folder with one instance per kind of fake behaviour (its property file is named after it)."""
     folder = tmp_path / "fam"
     (folder / "vnnlib").mkdir(parents=True, exist_ok=True)
+    (folder / "onnx").mkdir(exist_ok=True)
+    (folder / FAMILY_ONNX).write_bytes(ONNX.read_bytes())   # paths must stay inside the family's folder
     rows = []
     for kind in kinds:
         (folder / "vnnlib" / f"{kind}.vnnlib").write_text(PROP_2.read_text())
-        rows.append(f"{ONNX},vnnlib/{kind}.vnnlib,{timeout}")
+        rows.append(f"{FAMILY_ONNX},vnnlib/{kind}.vnnlib,{timeout}")
     (folder / "instances.csv").write_text("\n".join(rows) + "\n")
     return folder / "instances.csv"
 
@@ -129,7 +135,7 @@ def test_resume_after_kill_loses_nothing_and_duplicates_nothing(tmp_path, isolat
     time.sleep(1.0)
     assert _processes_mentioning(str(tmp_path)) == [], "instances outlived the killed run"
     with open(results, "a") as handle:  # as if the kill had cut a row short
-        handle.write("fam," + str(ONNX) + ",vnnlib/slow2_5.vnnlib,0,uns")
+        handle.write("fam," + FAMILY_ONNX + ",vnnlib/slow2_5.vnnlib,0,uns")
 
     again = run_cli(*args, "--resume")
     assert again.returncode == 0, again.stderr
@@ -190,7 +196,8 @@ def test_real_verifier_scored_against_ground_truth(tmp_path):
     (folder / "ground_truth.csv").write_text(
         f"{header}\n{ONNX},{PROP_1},60,unsat,high,,x@2024,1.5,unsat,1.5\n"
         f"{ONNX},{PROP_2},60,sat,high,,x@2024,0.5,sat,0.5\n")
-    result = run_cli(str(folder / "instances.csv"), "--out", str(tmp_path / "out"), "--json")
+    result = run_cli(str(folder / "instances.csv"), "--out", str(tmp_path / "out"), "--json",
+                     "--allow-outside-paths")   # the rows name the bundled models by absolute path
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     ours = summary["families"]["acas"]["ours"]
@@ -209,7 +216,7 @@ def test_real_verifier_scored_against_ground_truth(tmp_path):
 def test_malformed_instances_row_is_a_clear_error(tmp_path):
     path = tmp_path / "instances.csv"
     path.write_text(f"{ONNX},{PROP_1},60\n{ONNX},{PROP_2}\n")
-    result = run_cli(str(path), "--out", str(tmp_path / "out"))
+    result = run_cli(str(path), "--out", str(tmp_path / "out"), "--allow-outside-paths")
     assert result.returncode == 2
     assert f"verifier bench: error: {path}:2: expected 3 fields" in result.stderr
     assert not (tmp_path / "out").exists()  # nothing runs before every row is valid

@@ -41,6 +41,7 @@ def test_resume_drops_a_partial_last_row(tmp_path):
     store.append(outcome("a"))
     with open(store.path, "a") as handle:
         handle.write("fam,net.onnx,b.vnnlib,0,uns")  # the kill came in the middle of this write
+    store.close()  # the killed run's lock went with it
     done = ResultStore(store.path).open(resume=True)
     assert list(done) == [outcome("a").key]
     store.append(outcome("b"))
@@ -51,9 +52,26 @@ def test_existing_results_need_resume_or_overwrite(tmp_path):
     store = ResultStore(tmp_path / "results.csv")
     store.open()
     store.append(outcome("a"))
+    store.close()
     with pytest.raises(ResultsFileError, match="already exists; pass --resume"):
         ResultStore(store.path).open()
     assert ResultStore(store.path).open(overwrite=True) == {} and store.load() == {}
+
+
+def test_one_run_per_folder(tmp_path):
+    """A second run on the same folder is refused while the first holds it, and welcome once it has ended."""
+    first = ResultStore(tmp_path / "results.csv")
+    first.open()
+    with pytest.raises(ResultsFileError, match=r"another run \(pid \d+\) is writing to"):
+        ResultStore(tmp_path / "results.csv").open(resume=True)
+    first.close()
+    assert ResultStore(tmp_path / "results.csv").open(resume=True) == {}
+
+
+def test_out_that_is_a_file(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(ResultsFileError, match="is a file, not a folder"):
+        ResultStore(tmp_path / "taken" / "results.csv").open()
 
 
 def test_resume_refuses_other_columns(tmp_path):

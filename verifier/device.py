@@ -11,6 +11,8 @@ import time
 
 import torch
 
+from verifier.commands.options import add_device_argument  # noqa: F401  (kept importable from here)
+
 DeviceLike = str | torch.device | None
 
 
@@ -41,14 +43,6 @@ def resolve_device(device: DeviceLike = "auto") -> torch.device:
     if chosen.type != "cpu":
         raise VerifierError(f"device {device!s} is not supported; use auto, cpu, cuda or cuda:N")
     return chosen
-
-
-def add_device_argument(parser, default: str | None = "auto", help_text: str | None = None) -> None:
-    """Add ``--device auto|cpu|cuda|cuda:N`` to an ``argparse`` parser (one line in each command)."""
-    parser.add_argument(
-        "--device", default=default, metavar="DEVICE",
-        help=help_text or "where to compute: auto (the first CUDA GPU torch sees, else the CPU; the default), cpu, "
-        "cuda or cuda:N")
 
 
 def free_memory(device: torch.device | str) -> int:

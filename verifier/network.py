@@ -13,7 +13,7 @@ from torch import Tensor
 from verifier.bounds.crown import CrownOptions, compute_intermediate_bounds, crown_bounds
 from verifier.bounds.ibp import interval_bounds, interval_of_spec
 from verifier.device import DeviceLike, resolve_device, use_ieee_float32
-from verifier.errors import ShapeError
+from verifier.errors import OptionError, ShapeError
 from verifier.ir import Graph
 
 METHODS = ("ibp", "crown")
@@ -41,6 +41,8 @@ class Network:
     def __init__(self, graph: Graph, source: Path | None = None):
         self.graph = graph
         self.source = source
+        #: the torch module a network was converted from (its independent executor), else None
+        self.module = None
         self.dtype = _graph_dtype(graph)
         self.device = _graph_device(graph)
 
@@ -125,18 +127,18 @@ class Network:
         without ``C``).
         """
         if method not in METHODS:
-            raise ValueError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
+            raise OptionError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
         if intermediate not in METHODS:
-            raise ValueError(f"unknown intermediate method {intermediate!r}; choose one of {', '.join(METHODS)}")
+            raise OptionError(f"unknown intermediate method {intermediate!r}; choose one of {', '.join(METHODS)}")
         lower_t, upper_t = self.as_batch(lower, "lower bound"), self.as_batch(upper, "upper bound")
         if lower_t.shape != upper_t.shape:
             raise ShapeError(
                 f"lower and upper bounds have different shapes {tuple(lower_t.shape)} and {tuple(upper_t.shape)}"
             )
         if torch.isnan(lower_t).any() or torch.isnan(upper_t).any():
-            raise ValueError("the input box contains NaN")
+            raise OptionError("the input box contains NaN")
         if (lower_t > upper_t).any():
-            raise ValueError("the input box is empty: some lower bound exceeds its upper bound")
+            raise OptionError("the input box is empty: some lower bound exceeds its upper bound")
         spec = self._spec(C, lower_t.shape[0])
         with torch.no_grad():
             if method == "ibp":

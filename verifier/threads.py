@@ -14,6 +14,8 @@ import os
 
 import torch
 
+from verifier.errors import OptionError
+
 DEFAULT_THREADS = 1
 _chosen = False
 
@@ -23,9 +25,11 @@ def set_threads(count: int | None = None) -> int:
     global _chosen
     if count is None:
         value = os.environ.get("VERIFIER_THREADS", "").strip()
+        if value and not value.isdigit():
+            raise OptionError(f"VERIFIER_THREADS must be a whole number >= 1, got {value[:20]!r}")
         count = int(value) if value else DEFAULT_THREADS
     if count < 1:
-        raise ValueError(f"thread count must be at least 1, got {count}")
+        raise OptionError(f"thread count must be at least 1, got {count}")
     torch.set_num_threads(count)
     _chosen = True
     return count

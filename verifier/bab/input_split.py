@@ -203,6 +203,9 @@ def input_split_search(
             return SAT, witness
         open_count += sum(item[0].shape[0] for item in stack[before:])
         stats["domains"] = visited
+        stats["open_domains"] = open_count
+        if stack:  # the global lower bound, for progress reports: the lowest open domain's bound
+            stats["lower_bound"] = min(float(problem.case_max(item[2]).min(1).values.min()) for item in stack)
         stats["max_open"] = max(stats.get("max_open", 0), open_count)
         if open_count > options.max_domains:
             stats["unknown_reason"] = f"more than {options.max_domains} open domains"

@@ -424,6 +424,7 @@ def relu_split_search(
     root = search.root()
     stats["root_s"] = time.perf_counter() - started
     stats["root_lower_bound"] = float(search.problem.case_max(root.lb).min())
+    stats["lower_bound"] = stats["root_lower_bound"]
     refuted = problem.refuted(root.lb)[0]
     if bool(refuted.all()):
         stats["domains"] = 1
@@ -533,6 +534,9 @@ def relu_split_search(
                 stack.append(_select_entry((bounded, part_A, part_coefficients), open_))
                 open_count += len(open_)
         stats["domains"] = visited
+        stats["open_domains"] = open_count
+        if stack:  # the global lower bound, for progress reports: the lowest open domain's bound
+            stats["lower_bound"] = min(float(problem.case_max(e[0].lb).min(1).values.min()) for e in stack)
         stats["max_open"] = max(stats.get("max_open", 0), open_count)
         if open_count > options.max_domains:
             stats["unknown_reason"] = f"more than {options.max_domains} open domains"

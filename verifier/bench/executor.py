@@ -19,6 +19,7 @@ from typing import Protocol
 
 from verifier.bench.outcome import Outcome
 from verifier.bench.worker import Task, die_with_parent, run_task
+from verifier.errors import OptionError
 
 
 class Executor(Protocol):
@@ -43,7 +44,7 @@ class LocalExecutor:
 
     def __init__(self, jobs: int = 1):
         if jobs < 1:
-            raise ValueError(f"--jobs must be at least 1, got {jobs}")
+            raise OptionError(f"--jobs must be at least 1, got {jobs}")
         self.jobs = jobs
         self._pool = self._new_pool()
 

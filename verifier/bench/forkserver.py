@@ -51,6 +51,12 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> None:
             importlib.import_module(name)
         except Exception as error:  # noqa: BLE001 - the instance that needs it will report it
             print(f"fork server: could not preload {name}: {type(error).__name__}: {error}", file=sys.stderr)
+    try:  # what the first verification would load late: native kernels, ONNX schemas (no threads, no compute)
+        from verifier.commands.verify import warm_up
+
+        warm_up()
+    except Exception as error:  # noqa: BLE001
+        print(f"fork server: could not warm up: {type(error).__name__}: {error}", file=sys.stderr)
 
 
 def serve(requests: int, replies: int) -> None:

@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from verifier.jsonout import dumps
+
 RESULTS = ("sat", "unsat", "unknown", "timeout", "error")
 
 
@@ -69,7 +71,7 @@ class Outcome:
             if value is None:
                 row[name] = ""
             elif name == "stats":
-                row[name] = json.dumps(value, separators=(",", ":"), default=str) if value else ""
+                row[name] = dumps(value, separators=(",", ":")) if value else ""   # strict: no NaN
             elif isinstance(value, float):
                 row[name] = f"{value:.6g}" if math.isfinite(value) else ""
             else:

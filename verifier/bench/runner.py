@@ -75,7 +75,14 @@ def run_benchmark(instances: Sequence[Instance], options: BenchOptions, executor
     started = time.monotonic()
     out = Path(options.out)
     store = ResultStore(out / "results.csv")
-    recorded = store.open(resume=options.resume, overwrite=options.overwrite)
+    recorded = store.open(resume=options.resume, overwrite=options.overwrite)   # holds the folder's lock
+    try:
+        return _run_and_report(instances, options, executor, truth_files, stream, started, out, store, recorded)
+    finally:
+        store.close()
+
+
+def _run_and_report(instances, options, executor, truth_files, stream, started, out, store, recorded) -> BenchReport:
     selected = {instance.key for instance in instances}
     pending = [instance for instance in instances if instance.key not in recorded]
     resumed = len(instances) - len(pending)
@@ -219,6 +226,6 @@ def _earlier_run(out: Path, key: str) -> Any:
 
 
 def _json(data: Any) -> str:
-    import json
+    from verifier.jsonout import dumps
 
-    return json.dumps(data, indent=2, default=str) + "\n"
+    return dumps(data, indent=2) + "\n"

@@ -39,6 +39,7 @@ from verifier.bench.instances import Instance
 from verifier.bench.outcome import Outcome
 from verifier.bench.processes import PARENT_DEATH_SIGNAL, child_env, die_with_parent, kill_group, signal_name
 from verifier.bench.witness import WitnessVerdict, _one_line, check_result_text, check_witness
+from verifier.errors import OptionError
 
 __all__ = ["ISOLATIONS", "Task", "default_command", "die_with_parent", "measure_startup", "resolve_isolation",
            "run_task"]
@@ -64,12 +65,12 @@ def resolve_isolation(isolation: str | None, command: tuple[str, ...] = ()) -> s
     if isolation is None:
         return "fork" if hasattr(os, "fork") and not command else "process"
     if isolation not in ISOLATIONS:
-        raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
+        raise OptionError(f"isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
     if isolation == "fork":
         if not hasattr(os, "fork"):
-            raise ValueError("fork isolation needs os.fork (Linux, macOS); use process isolation")
+            raise OptionError("fork isolation needs os.fork (Linux, macOS); use process isolation")
         if command and python_target(command) is None:
-            raise ValueError(f"fork isolation runs only 'PYTHON -m MODULE ...' or 'PYTHON SCRIPT.py ...' with "
+            raise OptionError(f"fork isolation runs only 'PYTHON -m MODULE ...' or 'PYTHON SCRIPT.py ...' with "
                              f"this interpreter ({sys.executable}); {' '.join(command)!r} needs process isolation")
     return isolation
 

@@ -13,6 +13,7 @@ iterations is kept row by row (each iterate is sound).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -88,17 +89,78 @@ def slope_groups(slopes: dict, ranges: dict, lr: float) -> list[dict]:
     return groups + ([{"params": smooth, "lr": lr * S_SHAPED_LR_SCALE}] if smooth else [])
 
 
-def adam(groups: list[dict]) -> torch.optim.Adam:
-    """Adam over parameter groups, fused into one kernel per step where this torch build has one (measured on
-    a BaB batch, 256 domains x 9 rows x 256 neurons x 4 tensors: 1.3 ms per step against 5.3 ms for the
-    per-tensor loop)."""
-    tensors = [t for group in groups for t in group["params"]]
-    if tensors and all(t.is_floating_point() for t in tensors) and len({(t.device, t.dtype) for t in tensors}) == 1:
+class Adam:
+    """Adam (Kingma and Ba 2015) with ``torch.optim.Adam``'s defaults (betas 0.9/0.999, eps 1e-8, bias
+    correction) over parameter groups ``[{"params": [...], "lr": x}, ...]``, the same steps bit for bit.
+
+    Written out because ``torch.optim`` imports ``torch._dynamo`` on an optimiser's first use (2 s, in the
+    middle of a search); the step is the fused kernel (``torch._fused_adam_``, one kernel per step: on a BaB
+    batch of 256 domains x 9 rows x 256 neurons x 4 tensors 1.3 ms against 5.3 ms for a per-tensor loop) where
+    this torch build has one for the device and dtype, else the same arithmetic with ``torch._foreach_*``."""
+
+    def __init__(self, groups: list[dict], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.groups = [(list(group["params"]), float(group["lr"])) for group in groups]
+        self.betas, self.eps = betas, eps
+        self.state: dict[int, tuple[Tensor, Tensor, Tensor]] = {}   # id(param) -> (step, m, v)
+
+    def zero_grad(self) -> None:
+        for params, _ in self.groups:
+            for p in params:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        beta1, beta2 = self.betas
+        for params, lr in self.groups:
+            by_kind: dict[tuple, list[Tensor]] = {}
+            for p in params:
+                if p.grad is not None:
+                    by_kind.setdefault((p.device, p.dtype), []).append(p)
+            for (device, dtype), live in by_kind.items():
+                states = [self._state(p) for p in live]
+                steps, avgs, squares = ([s[i] for s in states] for i in range(3))
+                grads = [p.grad for p in live]
+                torch._foreach_add_(steps, 1)
+                if _fused_adam_runs(device, dtype):
+                    torch._fused_adam_(live, grads, avgs, squares, [], steps, amsgrad=False, lr=lr, beta1=beta1,
+                                       beta2=beta2, weight_decay=0.0, eps=self.eps, maximize=False)
+                    continue
+                for p, grad, step, avg, square in zip(live, grads, steps, avgs, squares):
+                    count = float(step)
+                    avg.lerp_(grad, 1 - beta1)
+                    square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                    denominator = (square.sqrt() / math.sqrt(1 - beta2 ** count)).add_(self.eps)
+                    p.addcdiv_(avg, denominator, value=-lr / (1 - beta1 ** count))
+
+    def _state(self, p: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        state = self.state.get(id(p))
+        if state is None:
+            step = torch.zeros((), dtype=torch.float32, device=p.device)
+            state = self.state[id(p)] = (step, torch.zeros_like(p), torch.zeros_like(p))
+        return state
+
+
+def _fused_adam_runs(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether ``torch._fused_adam_`` has a kernel for this device and dtype (tried once per pair)."""
+    key = (device.type, dtype)
+    if key not in _FUSED:
         try:
-            return torch.optim.Adam(groups, fused=True)
-        except (RuntimeError, ValueError):  # no fused kernel for this device or dtype
-            pass
-    return torch.optim.Adam(groups)
+            p = torch.zeros(1, device=device, dtype=dtype)
+            state = [torch.zeros((), dtype=torch.float32, device=device) + 1]
+            torch._fused_adam_([p], [p.clone()], [p.clone()], [p.clone()], [], state, amsgrad=False, lr=0.1,
+                               beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, maximize=False)
+            _FUSED[key] = True
+        except (RuntimeError, AttributeError, TypeError, NotImplementedError):
+            _FUSED[key] = False
+    return _FUSED[key]
+
+
+_FUSED: dict[tuple, bool] = {}
+
+
+def adam(groups: list[dict]) -> Adam:
+    """:class:`Adam` over parameter groups (the optimiser of every alpha/beta loop)."""
+    return Adam(groups)
 
 
 def keep_best(value: Tensor, best: Tensor | None) -> Tensor:

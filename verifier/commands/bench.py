@@ -28,7 +28,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from verifier.device import add_device_argument
+from verifier.commands.options import add_device_argument, nonnegative_number, positive_int, positive_number
+from verifier.errors import OptionError, shorten
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,16 +37,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="VNN-COMP instances file(s); the family is the name of each file's folder")
     parser.add_argument("--out", metavar="DIR",
                         help="output folder (default bench_out/FAMILY, or bench_out/run for several families)")
-    parser.add_argument("--jobs", type=int, default=1, help="instances run in parallel (default 1)")
-    parser.add_argument("--timeout-scale", type=float, default=1.0,
+    parser.add_argument("--jobs", type=positive_int, default=1, help="instances run in parallel (default 1)")
+    parser.add_argument("--timeout-scale", type=positive_number, default=1.0,
                         help="multiply every instance's timeout by this (default 1)")
-    parser.add_argument("--grace", type=float, default=5.0,
+    parser.add_argument("--grace", type=nonnegative_number, default=5.0,
                         help="seconds past the timeout before an instance's process is killed (default 5)")
     parser.add_argument("--resume", action="store_true", help="continue the run in DIR, skipping recorded instances")
     parser.add_argument("--overwrite", action="store_true", help="start afresh, replacing DIR/results.csv")
     parser.add_argument("--rows", metavar="SLICE",
                         help="run only these rows of each file, a Python slice: '0:10', '::20' (every 20th)")
-    parser.add_argument("--limit", type=int, help="run at most this many rows of each file (after --rows)")
+    parser.add_argument("--limit", type=positive_int, help="run at most this many rows of each file (after --rows)")
+    parser.add_argument("--allow-outside-paths", action="store_true",
+                        help="accept rows whose onnx/vnnlib paths lead outside the folder of their instances.csv "
+                        "(refused by default: an instances file from elsewhere could point anywhere)")
     parser.add_argument("--command", metavar="CMD",
                         help="verifier command, called as CMD ONNX VNNLIB --timeout T --results FILE --json "
                         "(default: python -m verifier verify; e.g. 'python -m verifier verify --method bounds')")
@@ -65,15 +69,11 @@ def run(args: argparse.Namespace) -> int:
     from verifier.bench import BenchOptions, ground_truth_beside, read_instances, run_benchmark, select_rows
     from verifier.bench.report import startup_line, text_table
 
-    if args.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-    if not args.timeout_scale > 0:
-        raise ValueError(f"--timeout-scale must be positive, got {args.timeout_scale}")
     if args.resume and args.overwrite:
-        raise ValueError("--resume and --overwrite exclude each other")
+        raise OptionError("--resume and --overwrite exclude each other")
     instances, truth_files = [], {}
     for path in args.instances:
-        rows = select_rows(read_instances(path), args.rows, args.limit)
+        rows = select_rows(read_instances(path, allow_outside=args.allow_outside_paths), args.rows, args.limit)
         instances += rows
         truth = ground_truth_beside(path)
         if rows and truth is not None:
@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
     keys = [instance.key for instance in instances]
     if len(set(keys)) < len(keys):
         twice = next(key for key in keys if keys.count(key) > 1)
-        raise ValueError(f"instance {' '.join(twice)} is listed twice (two files of one family?)")
+        raise OptionError(f"instance {shorten(' '.join(twice), 120)} is listed twice (two files of one family?)")
     families = list(dict.fromkeys(instance.category for instance in instances))
     if not instances:
-        raise ValueError("no instances selected")
+        raise OptionError("no instances selected")
     out = Path(args.out) if args.out else Path("bench_out") / (families[0] if len(families) == 1 else "run")
     options = BenchOptions(out=out, jobs=args.jobs, timeout_scale=args.timeout_scale, grace=args.grace,
                            resume=args.resume, overwrite=args.overwrite,
@@ -94,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
                            isolation=args.isolation, device=args.device)
     report = run_benchmark(instances, options, truth_files=truth_files)
     if args.json:
-        import json
+        from verifier.jsonout import dumps
 
-        print(json.dumps(report.summary, default=str))
+        print(dumps(report.summary))
     else:
         print(text_table(report.scores))
         if report.summary["run"]["startup_s"] is not None:

@@ -8,7 +8,8 @@ classifier, not the network itself. The model must have been trained with Gaussi
 
 Prints one row per input (index, label, prediction, radius, correct, time; prediction -1 = abstain)
 and the certified accuracy at a few radii; --out DIR also writes smooth.csv, certified_accuracy.png
-and summary.json; --json prints one JSON object instead of the table.
+and summary.json (an --out folder holding an earlier run's files is refused unless --overwrite); --json prints
+one JSON object instead of the table (strict JSON: a rate that cannot be measured is null).
 
 Examples:
   verifier smooth models/digits_smooth_mlp_sigma0.25.onnx models/digits_test.npz --sigma 0.25 --limit 50
@@ -18,15 +19,16 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from verifier.device import add_device_argument
-from verifier.errors import ShapeError, VerifierError
+from verifier.commands.options import add_device_argument
+from verifier.errors import ResourceLimitError, ShapeError, VerifierError, shorten
+from verifier.limits import check_size, default_memory_limit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="certify at most this many inputs")
     parser.add_argument("--radii", default="0,0.25,0.5,0.75,1.0",
                         help="comma-separated radii to report certified accuracy at (default 0,0.25,0.5,0.75,1.0)")
-    parser.add_argument("--out", metavar="DIR", help="write smooth.csv, certified_accuracy.png and summary.json here")
+    parser.add_argument("--out", metavar="DIR", help="write smooth.csv, certified_accuracy.png and summary.json here "
+                        "(a folder that already holds them is refused unless --overwrite is given)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar on stderr (default: when stderr is a terminal)")
@@ -62,11 +66,21 @@ def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray]:
     file = Path(path)
     if not file.is_file():
         raise VerifierError(f"inputs file not found: {file}")
+    limit = default_memory_limit()
+    with open(file, "rb") as handle:
+        if handle.read(6) == b"\x93NUMPY":
+            raise VerifierError(f"{file} holds one NumPy array (.npy); give an .npz with 'x' and 'labels'")
     try:
         with np.load(file, allow_pickle=False) as data:
+            for member in data.zip.infolist():  # the sizes, before anything is unpacked or allocated
+                check_size(f"{file}: member {shorten(member.filename)}", member.file_size, 1, limit)
+                _check_npy_header(data.zip, member.filename, f"{file}: array {shorten(member.filename)}", limit)
             arrays = {key: data[key] for key in data.files}
+    except (VerifierError, ResourceLimitError):
+        raise
     except Exception as error:
-        raise VerifierError(f"cannot read {file} as a NumPy .npz archive: {error}") from None
+        raise VerifierError(f"cannot read {file} as a NumPy .npz archive: {type(error).__name__}: "
+                            f"{shorten(error, 120)}") from None
     missing = [key for key in ("x", "labels") if key not in arrays]
     if missing:
         found = ", ".join(sorted(arrays)) or "none"
@@ -77,25 +91,60 @@ def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray]:
         raise ShapeError(f"'labels' in {file} must be one-dimensional [N], got shape {labels.shape}")
     if x.ndim < 2 or x.shape[0] != labels.shape[0]:
         raise ShapeError(f"'x' in {file} must be [N, ...] with N = {labels.shape[0]} labels, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.number):
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise ShapeError(f"'x' in {file} must be numeric, got dtype {x.dtype}")
     if not (np.issubdtype(labels.dtype, np.integer) or
             (np.issubdtype(labels.dtype, np.floating) and np.all(np.mod(labels, 1) == 0))):
         raise ShapeError(f"'labels' in {file} must be integer class indices, got dtype {labels.dtype}")
+    if not np.all(np.isfinite(x)):
+        raise ShapeError(f"'x' in {file} contains NaN or infinite values")
     return x, labels.astype(np.int64)
+
+
+def _check_npy_header(archive, name: str, what: str, limit: int) -> None:
+    """The shape an .npy member of an archive declares must fit ``limit`` bytes (NumPy allocates it before
+    reading the data)."""
+    if not name.endswith(".npy"):
+        return
+    from numpy.lib import format as npy
+
+    with archive.open(name) as member:
+        version = npy.read_magic(member)
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _, dtype = read(member)
+    check_size(what + f" of shape {shape}", math.prod(shape), max(dtype.itemsize, 1), limit)
 
 
 def _radii(text: str) -> list[float]:
     try:
         radii = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise VerifierError(f"--radii must be comma-separated numbers, got {text!r}") from None
-    if not radii or any(r < 0 for r in radii):
-        raise VerifierError(f"--radii must be non-negative numbers, got {text!r}")
+        raise VerifierError(f"--radii must be comma-separated numbers, got {shorten(repr(text))}") from None
+    if not radii or any(not (math.isfinite(r) and r >= 0) for r in radii):
+        raise VerifierError(f"--radii must be finite numbers >= 0, got {shorten(repr(text))}")
     return radii
 
 
+#: the files a run writes in --out
+OUT_FILES = ("smooth.csv", "certified_accuracy.png", "summary.json")
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """--out must be a folder (or not exist yet) without an earlier run's files, unless ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise VerifierError(f"--out {out} is a file, not a folder; choose another --out")
+    found = [name for name in OUT_FILES if (out / name).exists()]
+    if found and not overwrite:
+        raise VerifierError(f"--out {out} already holds {', '.join(found)}; pass --overwrite to replace them, "
+                            "or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise VerifierError(f"--out {out}: cannot create the folder: {error.strerror or error}") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    from verifier.jsonout import dumps
     from verifier.progress import Progress
     from verifier.smoothing import ABSTAIN, SmoothedClassifier
     from verifier.smoothing.checks import check_alpha, check_positive_int, check_sigma
@@ -109,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None:
         check_positive_int(args.limit, "--limit")
     radii = _radii(args.radii)
+    if args.out:
+        _check_out(Path(args.out), args.overwrite)
     x, labels = load_inputs(args.inputs)
 
     smoothed = SmoothedClassifier(args.model, sigma, seed=args.seed, backend=args.backend, device=args.device)
@@ -157,11 +208,11 @@ def run(args: argparse.Namespace) -> int:
         "files": files,
     }
     if args.out:
-        Path(files["summary"]).write_text(json.dumps(summary, indent=2) + "\n")
+        Path(files["summary"]).write_text(dumps(summary, indent=2) + "\n")
     if args.json:
         summary["rows"] = [{"index": r.index, "label": r.label, "prediction": r.prediction, "radius": r.radius,
                             "correct": r.correct, "time_s": r.time_s} for r in rows]
-        print(json.dumps(summary))
+        print(dumps(summary))
         return 0
     _print_table(rows, summary, sys.stdout)
     return 0

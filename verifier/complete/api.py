@@ -1,13 +1,20 @@
 """``verifier.verify``: decide a property for a network within a wall-clock budget.
 
-The phases, in order:
+The phases, cheapest proof first:
 
-1. *falsification*: random sampling and PGD on every group of cases; a candidate that survives the
-   independent re-check (onnxruntime on the original file) gives ``sat``;
-2. *incomplete proof*: one bound computation per group; groups whose every case is refuted are done;
+1. *root bound*: one CROWN pass per group of cases sharing a box (milliseconds on small networks); cases
+   it refutes are done, and when every case is, the answer is ``unsat`` without anything else imported
+   or compiled;
+2. *falsification*: random sampling and PGD on the open cases; a candidate that survives the independent
+   re-check (onnxruntime on the original file) gives ``sat``;
 3. *branch and bound* on what is left: input splitting when the input has few dimensions, otherwise
    ReLU splitting with beta-CROWN; the choice, batch sizes and iteration counts come from the network
-   and the property.
+   and the property. What the search needs (scipy, onnxruntime) is imported before it starts, not while
+   the clock is tight.
+
+Loading the model and the property runs under the same deadline. ``stats`` holds ``phase``, ``domains``,
+``open_domains`` and ``lower_bound`` (the smallest bound on the property's margin over the open domains)
+while the run goes on, for :class:`verifier.progress.SearchMonitor`.
 
 ``unsat`` is only ever reported when every case of every group was refuted by a sound bound.
 """
@@ -17,8 +24,10 @@ from __future__ import annotations
 import copy
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,10 +39,11 @@ from verifier.complete.problem import Problem
 from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample, Result
 from verifier.complete.validate import validate
 from verifier.device import DeviceLike, is_out_of_memory, resolve_device
-from verifier.errors import ShapeError
+from verifier.errors import OptionError, ShapeError
 from verifier.network import Network
 from verifier.spec.specification import Specification
 
+METHODS = ("auto", "input-split", "relu-split", "milp", "bounds")
 #: networks with at most this many inputs are searched by input splitting (and bounded in float64)
 INPUT_SPLIT_MAX_INPUTS = 16
 
@@ -50,6 +60,8 @@ class VerifyOptions:
     MILP (:mod:`verifier.bab.milp`). ``float_sound``: every bound in float64, every refutation past a rigorous
     bound on its rounding error (:mod:`verifier.complete.float_sound`): ``unsat`` holds in exact arithmetic.
     ``cuts``: ReLU splitting learns cuts from refuted domains (:mod:`verifier.bab.cuts`; off: see the README).
+    ``memory_limit``: bytes a model or property given as a path may take when loaded (default: a quarter of
+    the available memory). ``monitor``: a :class:`verifier.progress.SearchMonitor` printing progress.
     """
 
     method: str = "auto"
@@ -60,6 +72,8 @@ class VerifyOptions:
     milp: bool = True
     float_sound: bool = False
     cuts: bool = False
+    memory_limit: int | None = None
+    monitor: Any = None
 
 
 def verify(
@@ -79,33 +93,22 @@ def verify(
     Returns a :class:`Result` with ``status`` ``sat`` (with a validated counterexample), ``unsat``,
     ``unknown`` or ``timeout`` and statistics (time per phase, domains visited).
     """
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout >= 0):
+        raise OptionError(f"timeout must be a number of seconds >= 0 (or None), got {timeout!r}")
     deadline = Deadline(timeout)
     options = options or VerifyOptions()
-    stats: dict = {"phases": {}}
+    if options.method not in METHODS:
+        raise OptionError(f"unknown method {options.method!r}; choose one of {', '.join(METHODS)}")
+    stats: dict = {"phases": {}, "phase": "loading"}
     target = resolve_device(device)
     stats["device"] = str(target)
     owned = not isinstance(network, Network)
-    if owned:
-        from verifier.api import load_onnx
-
-        start = time.perf_counter()
-        network = load_onnx(network)
-        stats["phases"]["load_model"] = time.perf_counter() - start
-    if not isinstance(spec, Specification):
-        from verifier.spec import parse_vnnlib
-
-        start = time.perf_counter()
-        spec = parse_vnnlib(spec, n_inputs=network.input_size, n_outputs=network.output_size)
-        stats["phases"]["load_property"] = time.perf_counter() - start
-    if spec.n_inputs != network.input_size or spec.n_outputs != network.output_size:
-        raise ShapeError(
-            f"the property has {spec.n_inputs} inputs and {spec.n_outputs} outputs; the network has "
-            f"{network.input_size} and {network.output_size}"
-        )
     # every engine loop checks the limit; a little is kept back to write the answer
-    end = None if deadline.end is None else deadline.end - min(0.2, 0.02 * max(0.0, deadline.remaining()))
+    end = None if deadline.end is None else deadline.end - min(0.25, 0.05 + 0.02 * max(0.0, deadline.remaining()))
+    monitor = options.monitor.watch(stats, deadline.start, deadline.end) if options.monitor else nullcontext()
     try:
-        with time_limit(end):
+        with monitor, time_limit(end):
+            network, spec = _load(network, spec, options, stats)
             result = _run(network, spec, deadline, options, stats, target, owned)
     except TimeLimitReached:
         result = Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
@@ -114,7 +117,32 @@ def verify(
             raise
         result = Result(UNKNOWN, stats=stats, message=f"out of memory on {target}: {str(error).splitlines()[0]}")
     stats["time_s"] = deadline.elapsed()
+    stats.pop("phase", None)
     return result
+
+
+def _load(network: Network | str | os.PathLike, spec: Specification | str | os.PathLike, options: VerifyOptions,
+          stats: dict) -> tuple[Network, Specification]:
+    """The network and the property, loaded (within the memory limit) if given as paths, checked to fit."""
+    if not isinstance(network, Network):
+        from verifier.api import load_onnx
+
+        start = time.perf_counter()
+        network = load_onnx(network, memory_limit=options.memory_limit)
+        stats["phases"]["load_model"] = time.perf_counter() - start
+    if not isinstance(spec, Specification):
+        from verifier.spec import parse_vnnlib
+
+        start = time.perf_counter()
+        spec = parse_vnnlib(spec, n_inputs=network.input_size, n_outputs=network.output_size,
+                            memory_limit=options.memory_limit)
+        stats["phases"]["load_property"] = time.perf_counter() - start
+    if spec.n_inputs != network.input_size or spec.n_outputs != network.output_size:
+        raise ShapeError(
+            f"the property has {spec.n_inputs} inputs and {spec.n_outputs} outputs; the network has "
+            f"{network.input_size} and {network.output_size}"
+        )
+    return network, spec
 
 
 def _run(network: Network, spec: Specification, deadline: Deadline, options: VerifyOptions, stats: dict,
@@ -147,8 +175,32 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                 return witness
         return None
 
-    # 1. falsification, with as many samples as cost about as much as a few hundred thousand neuron evaluations
+    # 1. the cheapest proof: one CROWN pass per group; the cases it refutes need no attack and no search
+    stats["phase"] = "root bound"
+    start = time.perf_counter()
+    problems = _open_after_root_bound(bound_network, problems, stats)
+    stats["phases"]["root_bound"] = time.perf_counter() - start
+    if not problems:
+        stats["method"] = "crown"
+        stats["domains"] = stats["open_domains"] = 0
+        if uncovered is not None:
+            return Result(UNKNOWN, stats=stats, message=f"proved, but not float-sound: {uncovered}")
+        return Result(UNSAT, stats=stats)
+    method = options.method
+    milp_strategy = None
+    if method == "auto" and options.milp:
+        from verifier.bab.milp import MilpStrategy
+
+        milp_strategy = MilpStrategy()
+    if method == "auto":
+        has_relu = any(node.op.op_type == "Relu" for node in bound_network.graph.nodes)
+        # without ReLUs there is nothing for ReLU splitting to branch on: split the input instead
+        method = "input-split" if small or not has_relu else "relu-split"
+    _import_search(method, network.source is not None, milp_strategy is not None)
+
+    # 2. falsification, with as many samples as cost about as much as a few hundred thousand neuron evaluations
     if options.attack:
+        stats["phase"] = "attack"
         start = time.perf_counter()
         attack_deadline = deadline.sub(0.2, at_most=30.0)
         size = sum(bound_network.graph.numel(node.name) for node in bound_network.graph.nodes)
@@ -169,20 +221,11 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                 break
         stats["phases"]["attack"] = time.perf_counter() - start
 
-    # 2-3. proof search, group by group
+    # 3. proof search, group by group
     from verifier.bab.input_split import InputSplitOptions, input_split_search
 
-    method = options.method
-    milp_strategy = None
-    if method == "auto" and options.milp:
-        from verifier.bab.milp import MilpStrategy
-
-        milp_strategy = MilpStrategy()
-    if method == "auto":
-        has_relu = any(node.op.op_type == "Relu" for node in bound_network.graph.nodes)
-        # without ReLUs there is nothing for ReLU splitting to branch on: split the input instead
-        method = "input-split" if small or not has_relu else "relu-split"
     stats["method"] = method
+    stats["phase"] = f"search ({method})"
     statuses = []
     start = time.perf_counter()
     for problem in problems:
@@ -243,12 +286,53 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
             break
     stats["phases"]["search"] = time.perf_counter() - start
     if all(s == UNSAT for s in statuses) and len(statuses) == len(problems):
+        stats["open_domains"] = 0
         if uncovered is not None:
             return Result(UNKNOWN, stats=stats, message=f"proved, but not float-sound: {uncovered}")
         return Result(UNSAT, stats=stats)
     if TIMEOUT in statuses or deadline.expired():
         return Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
     return Result(UNKNOWN, stats=stats, message=stats.get("unknown_reason", "the search ended without an answer"))
+
+
+def _open_after_root_bound(network: Network, problems: list[Problem], stats: dict) -> list[Problem]:
+    """The problems with the cases one CROWN pass over their whole box refutes removed (problems left without
+    cases dropped); records the global lower bound (``stats["lower_bound"]``, the smallest of the open cases'
+    best row bounds) and the open groups as ``open_domains``."""
+    from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds
+
+    open_problems, lowest = [], float("inf")
+    for problem in problems:
+        lower, upper = problem.lower.unsqueeze(0), problem.upper.unsqueeze(0)
+        spec = problem.C.reshape(1, problem.rows, *network.output_shape)
+        with torch.no_grad():
+            bounds = compute_intermediate_bounds(network.graph, lower, upper, CrownOptions())
+            lb = backward_lower(network.graph, network.graph.output_name, spec, bounds) - problem.d
+        refuted = problem.refuted(lb)[0]
+        if bool(refuted.all()):
+            continue
+        lowest = min(lowest, float(problem.case_max(lb)[0][~refuted].min()))
+        open_problems.append(problem.restrict(~refuted)[0] if bool(refuted.any()) else problem)
+    stats["lower_bound"] = lowest if open_problems else None
+    stats["open_domains"] = len(open_problems)
+    stats["domains"] = len(problems)
+    return open_problems
+
+
+def _import_search(method: str, onnx_witnesses: bool, milp: bool = False) -> None:
+    """Import what the search (and a ``sat`` answer's check) will need now, while the clock is not tight:
+    scipy's LP solver (ReLU splitting), its MILP solver (the exact MILP), onnxruntime (every witness of an ONNX
+    model is re-checked with it)."""
+    if onnx_witnesses:
+        import onnxruntime  # noqa: F401
+
+    if milp or method == "milp":
+        import verifier.bab.milp  # noqa: F401
+
+    if method in ("relu-split", "bounds"):
+        import verifier.bab.relu_split  # noqa: F401
+    else:
+        import verifier.bab.input_split  # noqa: F401
 
 
 #: full alpha-CROWN steps at the root of a high-dimensional network without ReLUs (see below)

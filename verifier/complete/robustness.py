@@ -12,14 +12,18 @@ case the result says why no certificate was possible.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 
 import numpy as np
+import torch
 
+from verifier.cancel import TimeLimitReached, time_limit
 from verifier.complete.api import VerifyOptions, verify
-from verifier.complete.result import SAT, UNKNOWN, Result
+from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, Result
 from verifier.device import DeviceLike
-from verifier.errors import ShapeError, UnsupportedOperatorError
+from verifier.errors import OptionError, ShapeError, UnsupportedOperatorError
 from verifier.network import Network
 from verifier.spec.specification import Case, Specification
 
@@ -48,7 +52,7 @@ def robustness_specification(center: np.ndarray, label: int, epsilon: float, n_o
 
 
 def verify_robustness(
-    model: Network | str | os.PathLike,
+    model: Network | str | os.PathLike | torch.nn.Module,
     center: np.ndarray,
     label: int,
     epsilon: float,
@@ -62,24 +66,36 @@ def verify_robustness(
 ) -> Result:
     """Decide whether the top class stays ``label`` on the ``norm`` ball (``"linf"`` or ``"l2"``) of radius
     ``epsilon`` around ``center``; falls back to randomized smoothing as described in the module docstring.
+
+    ``model``: a :class:`Network`, an ONNX path, or a ``torch.nn.Module`` (converted with
+    :func:`verifier.from_torch`, ``center`` being its example input; a batch dimension of 1 is added when
+    ``center`` has none; counterexamples are re-checked by running the module itself). ``unsat`` means the
+    network is robust there: no input of the ball changes the top class.
     ``device``: where bounds, search, attacks and smoothing run (see :func:`verifier.complete.verify`)."""
     from verifier.smoothing.fallback import certify_fallback, should_fall_back, smoothing_inapplicable_reason
 
+    if not isinstance(norm, str) or norm.lower().replace("-", "").replace("_", "") not in ("linf", "l2"):
+        raise OptionError(f"norm must be 'linf' or 'l2', got {norm!r}")
     norm = norm.lower().replace("-", "").replace("_", "")
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
-    if epsilon < 0:
-        raise ValueError(f"epsilon must be non-negative, got {epsilon}")
-    reason = None
-    network = model
-    if not isinstance(model, Network):
-        from verifier.api import load_onnx
-
-        try:
-            network = load_onnx(model)
-        except UnsupportedOperatorError as error:
-            network = None
-            reason = f"the bound engine cannot handle the model ({error})"
+    if not isinstance(epsilon, (int, float, np.floating, np.integer)) or not (math.isfinite(epsilon) and epsilon >= 0):
+        raise OptionError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+        raise OptionError(f"label must be a class index (an integer), got {label!r}")
+    try:
+        center = np.asarray(center.detach().cpu() if isinstance(center, torch.Tensor) else center, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise OptionError("center must be an array of numbers") from None
+    if not np.all(np.isfinite(center)):
+        raise OptionError("center contains NaN or infinite values")
+    started = time.monotonic()
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout >= 0):
+        raise OptionError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+    end = None if timeout is None else started + timeout
+    try:
+        with time_limit(end):
+            network, reason = _network(model, center, options)
+    except TimeLimitReached:
+        return Result(TIMEOUT, message="the time limit was reached while loading the model")
     if network is not None:
         if not (0 <= label < network.output_size):
             raise ShapeError(f"label {label} is not one of the network's {network.output_size} outputs")
@@ -97,7 +113,8 @@ def verify_robustness(
         return Result(UNKNOWN, certificate=certificate,
                       message=f"deterministic bounds out of reach ({reason}); {certificate.statement()}")
     spec = robustness_specification(center, label, epsilon, network.output_size)
-    result = verify(network, spec, timeout=timeout, options=options, device=device)
+    left = None if end is None else max(0.0, end - time.monotonic())
+    result = verify(network, spec, timeout=left, options=options, device=device)
     if result.status == SAT and norm == "l2":
         distance = float(np.linalg.norm(result.counterexample.x.astype(np.float64) - np.asarray(center).reshape(-1)))
         if distance > epsilon:
@@ -105,3 +122,22 @@ def verify_robustness(
                           message=f"a counterexample exists in the enclosing box but at L2 distance {distance:.4g} > "
                                   f"{epsilon}: the L2 property is undecided")
     return result
+
+
+def _network(model, center: np.ndarray, options: VerifyOptions | None) -> tuple[Network | None, str | None]:
+    """The model as a network (loaded or converted), or None with the reason the bound engine cannot take it."""
+    if isinstance(model, Network):
+        return model, None
+    if isinstance(model, torch.nn.Module):
+        from verifier.api import from_torch
+
+        parameter = next(iter(model.parameters()), None)
+        dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+        example = torch.as_tensor(center, dtype=dtype)
+        return from_torch(model, example if example.dim() > 1 and example.shape[0] == 1 else example.unsqueeze(0)), None
+    from verifier.api import load_onnx
+
+    try:
+        return load_onnx(model, memory_limit=options.memory_limit if options else None), None
+    except UnsupportedOperatorError as error:
+        return None, f"the bound engine cannot handle the model ({error})"

@@ -41,11 +41,20 @@ def round_inward(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, dtype: np.
 
 def reference_output(network: Network, x: np.ndarray) -> np.ndarray:
     """The model's output on ``x`` by an executor independent of the engine: onnxruntime on the source file;
-    for a network without a file (from a torch module) the engine's own forward pass."""
+    for a network converted from a torch module, the module itself; else the engine's own forward pass."""
     if network.source is not None:
         session = _session(str(network.source))
         feed = x.reshape(network.input_shape).astype(np.dtype(_onnx_input_type(session)))
         return np.asarray(session.run(None, {session.get_inputs()[0].name: feed})[0]).reshape(-1)
+    module = getattr(network, "module", None)
+    if module is not None:
+        import torch
+
+        parameter = next(iter(module.parameters()), None)
+        where = parameter.device if parameter is not None else "cpu"
+        with torch.no_grad():
+            y = module(torch.from_numpy(np.ascontiguousarray(x.reshape(network.input_shape))).to(where))
+        return y.detach().cpu().double().numpy().reshape(-1)
     return network.forward(x).detach().cpu().numpy().reshape(-1)
 
 
@@ -54,10 +63,21 @@ def _onnx_input_type(session) -> str:
     return "float64" if "double" in kind else "float32"
 
 
+def _input_dtype(network: Network) -> np.dtype:
+    """The type the independent executor takes its input in (a witness is rounded into it)."""
+    if network.source is not None:
+        return np.dtype(_onnx_input_type(_session(str(network.source))))
+    module = getattr(network, "module", None)
+    if module is not None:
+        parameter = next(iter(module.parameters()), None)
+        return np.dtype(str(parameter.dtype).replace("torch.", "")) if parameter is not None else np.float32
+    return np.dtype(np.float64)
+
+
 def validate(network: Network, spec: Specification, x: np.ndarray, case_lower: np.ndarray,
              case_upper: np.ndarray) -> Counterexample | None:
     """A validated counterexample from the candidate ``x`` inside the box ``[case_lower, case_upper]``, or None."""
-    dtype = np.float64 if network.source is None else np.dtype(_onnx_input_type(_session(str(network.source))))
+    dtype = _input_dtype(network)
     x_checked = round_inward(np.asarray(x, dtype=np.float64).reshape(-1), case_lower, case_upper, dtype)
     y = reference_output(network, x_checked)
     # The box check is exact, except where the box is thinner than the input type's spacing (a fixed input

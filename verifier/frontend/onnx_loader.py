@@ -14,7 +14,9 @@ first input dimension is taken as 1; every other dimension must be fixed.
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,29 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from verifier.errors import InvalidWeightError, ModelLoadError, ShapeError, UnsupportedOperatorError
+import verifier.ops  # noqa: F401  (registers the operator converters)
+from verifier.cancel import checkpoint
+from verifier.errors import (
+    InvalidWeightError,
+    ModelLoadError,
+    ResourceLimitError,
+    ShapeError,
+    UnsupportedOperatorError,
+    quote,
+    shorten,
+)
 from verifier.frontend.build import GraphBuilder
+from verifier.frontend.onnx_checks import (
+    ENGINE_ITEMSIZE,
+    check_inferred_sizes,
+    check_initializer_size,
+    check_node_size,
+    check_runtime_support,
+    check_structure,
+    model_opset,
+    node_label,
+)
+from verifier.limits import check_size, resolve_limit
 from verifier.ops.registry import ONNX_CONVERTERS
 
 #: Operators that only pass their input through at inference time.
@@ -39,64 +62,129 @@ def supported_onnx_ops() -> list[str]:
     return sorted(set(ONNX_CONVERTERS) | PASS_THROUGH | {"Constant", "Shape"})
 
 
-def read_model(source: str | os.PathLike | bytes | onnx.ModelProto) -> onnx.ModelProto:
-    """Read an ONNX model from a path, serialized bytes or a ``ModelProto``, with readable errors."""
+def read_model(source: str | os.PathLike | bytes | onnx.ModelProto, memory_limit: int | None = None,
+               where: str | None = None) -> onnx.ModelProto:
+    """Read an ONNX model from a path, serialized bytes or a ``ModelProto``, with readable errors.
+
+    The file, every weight (external data included, which must lie in the model's folder) and the model's
+    structure are checked before anything large is read: see :mod:`verifier.frontend.onnx_checks`.
+    ``memory_limit``: bytes (default :func:`verifier.limits.default_memory_limit`)."""
+    limit = resolve_limit(memory_limit)
     if isinstance(source, onnx.ModelProto):
-        return source
-    if isinstance(source, bytes):
+        model, where, folder = source, where or "the model", None
+    elif isinstance(source, (bytes, bytearray)):
+        where = where or "the given bytes"
+        check_size(f"{where}: the model", len(source), 1, limit)
+        model, folder = _parse(lambda: onnx.load_from_string(bytes(source)), where), None
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        where = where or str(path)
+        if path.is_dir():
+            raise ModelLoadError(f"model file {path} is a folder, not an ONNX file")
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {path}")
+        if path.stat().st_size == 0:
+            raise ModelLoadError(f"{where} is not a valid ONNX model: the file is empty")
         try:
-            return onnx.load_from_string(source)
-        except Exception as error:
-            raise ModelLoadError(f"the given bytes are not a valid ONNX model ({error})") from None
-    path = Path(source)
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
-    try:
-        model = onnx.load(str(path))
-    except Exception as error:
-        raise ModelLoadError(f"{path} is not a valid ONNX model: {type(error).__name__}: {error}") from None
-    if not model.graph.node:
-        raise ModelLoadError(f"{path} is not a valid ONNX model: its graph has no nodes")
+            check_size(f"{where}: the model file", path.stat().st_size, 1, limit)
+        except OSError as error:
+            raise ModelLoadError(f"cannot read model file {path}: {error.strerror or error}") from None
+        model, folder = _parse(lambda: onnx.load(str(path), load_external_data=False), where), path.parent
+    else:
+        raise ModelLoadError(f"a model is a path, bytes or an onnx.ModelProto, not {type(source).__name__}")
+    inputs = {i.name for i in model.graph.input}
+    if not model.graph.node and not any(o.name in inputs for o in model.graph.output):
+        raise ModelLoadError(f"{where} is not a valid ONNX model: its graph has no nodes")
+    for tensor in model.graph.initializer:
+        check_initializer_size(tensor, where, limit)
+    external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        _load_external_data(model, external, folder, where)
+    check_structure(model, where)
+    check_runtime_support(model, where)
     return model
 
 
-def onnx_to_graph(model: onnx.ModelProto, where: str = "the model", dtype: torch.dtype | None = None) -> GraphBuilder:
+def _parse(load, where: str) -> onnx.ModelProto:
+    try:
+        return load()
+    except MemoryError:
+        raise ResourceLimitError(f"{where}: not enough memory to read the model") from None
+    except Exception as error:  # protobuf's DecodeError, onnx's ValidationError, OSError...
+        raise ModelLoadError(f"{where} is not a valid ONNX model: {type(error).__name__}: "
+                             f"{shorten(error, 160)}") from None
+
+
+def _load_external_data(model: onnx.ModelProto, tensors: list[onnx.TensorProto], folder: Path | None,
+                        where: str) -> None:
+    """Read weights stored beside the model, after checking each file lies inside the model's folder."""
+    from onnx.external_data_helper import load_external_data_for_model
+
+    if folder is None:
+        raise ModelLoadError(f"{where}: the model keeps weights in external files; load it from its path")
+    base = folder.resolve()
+    for tensor in tensors:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (base / location).resolve()
+        if not location or base not in target.parents or not target.is_file():
+            raise ModelLoadError(f"{where}: the external data {quote(location)} of weight {quote(tensor.name)} is "
+                                 "not a file inside the model's folder")
+    try:
+        load_external_data_for_model(model, str(base))
+    except Exception as error:  # noqa: BLE001 - a short file, a bad offset...
+        raise ModelLoadError(f"{where}: cannot read the external weights: {type(error).__name__}: "
+                             f"{shorten(error, 160)}") from None
+
+
+def onnx_to_graph(model: onnx.ModelProto, where: str = "the model", dtype: torch.dtype | None = None,
+                  memory_limit: int | None = None) -> GraphBuilder:
     """Convert an ONNX model to a :class:`GraphBuilder` holding the graph IR (not yet simplified).
 
     Weights are stored in ``dtype`` (default: the type of the model's input, float32 or float64); constants
-    are combined in float64 before that cast."""
+    are combined in float64 before that cast. Every tensor is sized against ``memory_limit`` bytes before it
+    is created, and the active time limit (:func:`verifier.cancel.checkpoint`) is checked between nodes."""
+    limit = resolve_limit(memory_limit)
     graph = model.graph
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
-    except Exception:  # shape inference is a cross-check only; conversion computes shapes itself
-        inferred = graph
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-
+    opset = model_opset(model) or 13
     constants: dict[str, np.ndarray] = {}
     for init in graph.initializer:
-        constants[init.name] = _finite(numpy_helper.to_array(init), f"initializer {init.name!r}", where)
+        check_initializer_size(init, where, limit)
+        constants[init.name] = _finite(_to_array(init, where), f"initializer {quote(init.name)}", where)
 
     inputs = [i for i in graph.input if i.name not in constants]
     if len(inputs) != 1:
-        names = ", ".join(i.name for i in inputs) or "none"
+        names = shorten(", ".join(i.name for i in inputs), 120) or "none"
         raise ModelLoadError(f"{where} must have exactly one input tensor, found {len(inputs)} ({names})")
     if len(graph.output) != 1:
         raise ModelLoadError(f"{where} must have exactly one output tensor, found {len(graph.output)}")
     model_input = inputs[0]
     input_shape = _input_shape(model_input, where)
+    check_size(f"{where}: input {quote(model_input.name)} of shape {list(input_shape)}", math.prod(input_shape),
+               ENGINE_ITEMSIZE, limit)
     model_dtype = _ELEMENT_TYPES.get(model_input.type.tensor_type.elem_type)
     if model_dtype is None:
-        raise ModelLoadError(f"{where}: input {model_input.name!r} must be float or double")
+        raise ModelLoadError(f"{where}: input {quote(model_input.name)} must be float or double")
     dtype = dtype or model_dtype
+    checkpoint()
+    producers = {out: node for node in graph.node for out in node.output if out}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True).graph
+    except Exception:  # shape inference is a cross-check only; conversion computes shapes itself
+        inferred = graph
+    check_inferred_sizes(inferred, producers, where, limit)
 
     builder = GraphBuilder(model_input.name, input_shape, dtype, opset)
     inferred_shapes = _inferred_shapes(inferred)
     # outputs nobody reads (MaxPool's Indices, Dropout's mask) are dropped
     consumed = {i for node in graph.node for i in node.input} | {o.name for o in graph.output}
     for node in _topological_order(graph, set(constants) | {model_input.name}, where):
+        checkpoint()
         name = node.name or node.output[0]
-        if all((not i) or i in constants for i in node.input):
-            for key, value in zip(node.output, _evaluate(node, constants, opset, name)):
+        attrs = _attributes(node, where)
+        folding = all((not i) or i in constants for i in node.input)
+        check_node_size(node, builder.shapes, constants, attrs, where, limit, folding)
+        if folding:
+            for key, value in zip(node.output, _evaluate(node, constants, opset, name, where, limit)):
                 constants[key] = value
             continue
         if node.op_type == "Shape":
@@ -108,24 +196,45 @@ def onnx_to_graph(model: onnx.ModelProto, where: str = "the model", dtype: torch
         converter = ONNX_CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if converter is None:
             raise UnsupportedOperatorError(node.op_type, name, "", supported_onnx_ops())
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         # a node with several outputs (Split) is converted to one operator per output that is read
         outputs = [o if o in consumed else "" for o in node.output] if len(node.output) > 1 else node.output[0]
         builder.convert(converter, node.op_type, name, list(node.input), outputs, attrs, constants)
         for out in [o for o in outputs if o] if isinstance(outputs, list) else [outputs]:
             expected = inferred_shapes.get(out)
             actual = builder.shape(out)
+            check_size(f"{where}: node {quote(name)} ({node.op_type}) output", math.prod(actual), ENGINE_ITEMSIZE,
+                       limit)
             if expected is not None and len(expected) == len(actual):
                 if any(e is not None and e != a for e, a in zip(expected[1:], actual[1:])):
                     raise ShapeError(
-                        f"{where}: node {name!r} ({node.op_type}) produces shape {actual}, "
+                        f"{where}: node {quote(name)} ({node.op_type}) produces shape {actual}, "
                         f"but ONNX shape inference says {tuple(expected)}"
                     )
     output = graph.output[0].name
     if output in constants:
-        raise ModelLoadError(f"{where}: the output {output!r} does not depend on the input")
+        raise ModelLoadError(f"{where}: the output {quote(output)} does not depend on the input")
+    if builder.resolve(output) not in builder.shapes:
+        raise ModelLoadError(f"{where}: the output {quote(output)} is not computed by any node")
     builder.set_output(output)
     return builder
+
+
+def _to_array(tensor: onnx.TensorProto, where: str) -> np.ndarray:
+    try:
+        return numpy_helper.to_array(tensor)
+    except MemoryError:
+        raise ResourceLimitError(f"{where}: not enough memory for initializer {quote(tensor.name)}") from None
+    except Exception as error:  # a raw_data length that does not match the dims, an unknown data type...
+        raise ModelLoadError(f"{where}: initializer {quote(tensor.name)} cannot be read: {type(error).__name__}: "
+                             f"{shorten(error, 120)}") from None
+
+
+def _attributes(node: onnx.NodeProto, where: str) -> dict[str, Any]:
+    try:
+        return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    except Exception as error:  # noqa: BLE001 - an attribute without a value, an unknown type...
+        raise ModelLoadError(f"{where}: node {node_label(node)} has an unreadable attribute: "
+                             f"{shorten(error, 120)}") from None
 
 
 def _input_shape(value_info: onnx.ValueInfoProto, where: str) -> tuple[int, ...]:
@@ -134,12 +243,15 @@ def _input_shape(value_info: onnx.ValueInfoProto, where: str) -> tuple[int, ...]
     for i, dim in enumerate(dims):
         if dim.HasField("dim_value") and dim.dim_value > 0:
             shape.append(dim.dim_value)
-        elif i == 0:
+        elif i == 0 and not (dim.HasField("dim_value") and dim.dim_value < 0):
             shape.append(1)  # symbolic / unknown batch dimension: batch size 1
+        elif dim.HasField("dim_value"):
+            raise ModelLoadError(f"{where}: dimension {i} of input {quote(value_info.name)} is {dim.dim_value}; "
+                                 "input dimensions must be positive")
         else:
             raise ModelLoadError(
-                f"{where}: dimension {i} of input {value_info.name!r} is not fixed ({dim.dim_param or '?'}); "
-                "only the first (batch) dimension may be symbolic"
+                f"{where}: dimension {i} of input {quote(value_info.name)} is not fixed "
+                f"({shorten(dim.dim_param or '?', 30)}); only the first (batch) dimension may be symbolic"
             )
     return tuple(shape)
 
@@ -164,7 +276,7 @@ def _topological_order(graph: onnx.GraphProto, available: set[str], where: str) 
             if not name or name in available:
                 continue
             if name not in producers:
-                raise ModelLoadError(f"{where}: node {node.name or node.output[0]!r} reads undefined tensor {name!r}")
+                raise ModelLoadError(f"{where}: node {node_label(node)} reads undefined tensor {quote(name)}")
             waiting[i] += 1
             readers.setdefault(producers[name], []).append(i)
     queue = deque(i for i, count in enumerate(waiting) if count == 0)
@@ -181,8 +293,10 @@ def _topological_order(graph: onnx.GraphProto, available: set[str], where: str) 
     return order
 
 
-def _evaluate(node: onnx.NodeProto, constants: dict[str, np.ndarray], opset: int, name: str) -> list[np.ndarray]:
-    """Fold a node whose inputs are all constants, with the onnx reference evaluator."""
+def _evaluate(node: onnx.NodeProto, constants: dict[str, np.ndarray], opset: int, name: str, where: str,
+              limit: int) -> list[np.ndarray]:
+    """Fold a node whose inputs are all constants, with the onnx reference evaluator (its size and work were
+    checked by :func:`verifier.frontend.onnx_checks.check_node_size`)."""
     from onnx.reference import ReferenceEvaluator
 
     feeds = {i: constants[i] for i in node.input if i}
@@ -194,10 +308,20 @@ def _evaluate(node: onnx.NodeProto, constants: dict[str, np.ndarray], opset: int
     )
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
     try:
-        results = ReferenceEvaluator(model).run(None, feeds)
-    except Exception as error:
-        raise ModelLoadError(f"could not fold constant node {name!r} ({node.op_type}): {error}") from None
-    return [_finite(np.asarray(r), f"constant {name!r}", "the model") for r in results]
+        with np.errstate(all="ignore"), warnings.catch_warnings():  # a fold's warnings are not the user's news
+            warnings.simplefilter("ignore")
+            results = ReferenceEvaluator(model).run(None, feeds)
+    except MemoryError:
+        raise ResourceLimitError(f"{where}: not enough memory to fold the constant node {quote(name)} "
+                                 f"({node.op_type})") from None
+    except Exception as error:  # noqa: BLE001 - whatever the reference evaluator refuses
+        raise ModelLoadError(f"{where}: could not fold constant node {quote(name)} ({node.op_type}): "
+                             f"{shorten(error, 160)}") from None
+    values = [np.asarray(r) for r in results]
+    for value in values:
+        check_size(f"{where}: constant node {quote(name)} ({node.op_type}) output", value.size,
+                   max(value.itemsize, 1), limit)
+    return [_finite(v, f"constant {quote(name)}", where) for v in values]
 
 
 def _shape_of(node: onnx.NodeProto, shape: tuple[int, ...]) -> np.ndarray:

@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from verifier.errors import ResourceLimitError
+from verifier.limits import format_bytes, resolve_limit
 from verifier.spec.formula import And, Bound, Formula, Leaf, Or, OutputConstraint, Truth
 from verifier.spec.parser import ParsedProperty
 from verifier.spec.specification import Case, Specification
@@ -87,12 +89,14 @@ class _CompiledChunk:
 
 
 def to_specification(
-    parsed: ParsedProperty, n_inputs: int, n_outputs: int, max_cases: int = DEFAULT_MAX_CASES
+    parsed: ParsedProperty, n_inputs: int, n_outputs: int, max_cases: int = DEFAULT_MAX_CASES,
+    memory_limit: int | None = None,
 ) -> Specification:
     """Normalise ``parsed`` into a :class:`Specification` of cases.
 
     Every input must have a lower and an upper bound in every case; cases whose box is empty are dropped
-    (and counted). Raises :class:`SpecError` when the normal form has more than ``max_cases`` cases.
+    (and counted). Raises :class:`SpecError` when the normal form has more than ``max_cases`` cases, and
+    :class:`ResourceLimitError` as soon as the arrays built (boxes, rows) would pass ``memory_limit`` bytes.
     """
     source = parsed.source
     total = count_cases(parsed.formula)
@@ -105,6 +109,7 @@ def to_specification(
             f"the property expands to {total} cases in disjunctive normal form, more than the limit of "
             f"{max_cases} (raise max_cases to allow it); the disjunctions multiplied together are at lines {shown}",
         )
+    budget = _Budget(source.name, memory_limit)
     compiled: dict[int, _CompiledChunk] = {}
     boxes: dict[tuple[bytes, bytes], tuple[np.ndarray, np.ndarray]] = {}
     cases: list[Case] = []
@@ -115,6 +120,8 @@ def to_specification(
         for chunk in conjunction:
             part = compiled.get(id(chunk))
             if part is None:
+                budget.spend(8 * (n_inputs * 2 * any(isinstance(leaf, Bound) for leaf in chunk)
+                                  + len(chunk) * (n_outputs + 1)))
                 part = compiled[id(chunk)] = _CompiledChunk(chunk, n_inputs, n_outputs)
             parts.append(part)
         lower = _combine([p.lower for p in parts if p.lower is not None], np.maximum, -np.inf, n_inputs)
@@ -124,6 +131,8 @@ def to_specification(
             infeasible += 1
             continue
         key = (lower.tobytes(), upper.tobytes())
+        if key not in boxes:
+            budget.spend(2 * lower.nbytes + len(key[0]) + len(key[1]))
         lower, upper = boxes.setdefault(key, (lower, upper))
         with_rows = [p for p in parts if len(p.d)]
         if not with_rows:
@@ -131,9 +140,26 @@ def to_specification(
         elif len(with_rows) == 1:
             C, d = with_rows[0].C, with_rows[0].d
         else:
+            budget.spend(8 * sum(p.C.size + p.d.size for p in with_rows))
             C, d = np.concatenate([p.C for p in with_rows]), np.concatenate([p.d for p in with_rows])
+        budget.spend(64)
         cases.append(Case(lower, upper, C, d))
     return Specification(n_inputs, n_outputs, tuple(cases), source.name, infeasible)
+
+
+class _Budget:
+    """Bytes the arrays of a specification may take; spending past the limit raises at once."""
+
+    def __init__(self, name: str, limit: int | None):
+        self.name = name
+        self.limit = resolve_limit(limit)
+        self.spent = 0
+
+    def spend(self, nbytes: int) -> None:
+        self.spent += nbytes
+        if self.spent > self.limit:
+            raise ResourceLimitError(f"{self.name}: the property's cases need more than the limit of "
+                                     f"{format_bytes(self.limit)} (--load-limit-gib / memory_limit= raises it)")
 
 
 def _combine(arrays: list[np.ndarray], op, fill: float, size: int) -> np.ndarray:

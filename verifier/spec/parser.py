@@ -23,12 +23,13 @@ import math
 import re
 from dataclasses import dataclass
 
-from verifier.errors import SpecError
+from verifier.errors import SpecError, quote, shorten
 from verifier.spec.formula import And, Bound, Formula, Leaf, Or, OutputConstraint, Truth
 from verifier.spec.reader import Source
 
 _VARIABLE = re.compile(r"([XY])_(0|[1-9][0-9]*)")
-_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+# no two ways to match a digit (linear time: "[0-9]+\.?[0-9]*" took minutes on a 300 000-digit token)
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _NUMBER_START = frozenset("0123456789-+.")
 _IGNORED_COMMANDS = frozenset({"set-logic", "set-info", "set-option", "check-sat", "get-model", "get-value", "exit"})
 _COMPARISONS = ("<=", ">=", "<", ">", "=")
@@ -120,7 +121,7 @@ class _Parser:
         token = self.take(opened, f"')' closing the {what}")
         if token != ")":
             raise self.error(self.pos - 1, f"expected ')' to close the {what} opened at "
-                                           f"{self.source.where(opened)}, got {token!r}")
+                                           f"{self.source.where(opened)}, got {quote(token)}")
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -141,7 +142,7 @@ class _Parser:
         token = tokens[opened]
         self.pos += 1
         if token != "(":
-            raise self.error(opened, f"expected '(' to start a command, got {token!r}"
+            raise self.error(opened, f"expected '(' to start a command, got {quote(token)}"
                              + (" (unbalanced parentheses: one ')' too many)" if token == ")" else ""))
         head = self.take(opened, "a command")
         if head == "declare-const":
@@ -152,7 +153,7 @@ class _Parser:
         elif head in _IGNORED_COMMANDS:
             self.skip_to_close(opened)
         else:
-            raise self.error(self.pos - 1, f"unknown command {head!r}; expected declare-const or assert")
+            raise self.error(self.pos - 1, f"unknown command {quote(head)}; expected declare-const or assert")
 
     def declaration(self, opened: int) -> None:
         name_token = self.pos
@@ -160,12 +161,14 @@ class _Parser:
         sort = self.take(opened, "the sort Real")
         match = _VARIABLE.fullmatch(name)
         if match is None:
-            raise self.error(name_token, f"variable {name!r} is not named X_<i> (input) or Y_<j> (output)")
+            raise self.error(name_token, f"variable {quote(name)} is not named X_<i> (input) or Y_<j> (output)")
         if name in self.variables:
-            raise self.error(name_token, f"variable {name} is declared twice")
+            raise self.error(name_token, f"variable {quote(name)} is declared twice")
         if sort != "Real":
-            raise self.error(name_token + 1, f"variable {name} has sort {sort!r}; only Real is supported")
+            raise self.error(name_token + 1, f"variable {quote(name)} has sort {quote(sort)}; only Real is supported")
         self.close(opened, "declare-const")
+        if len(match.group(2)) > 9:
+            raise self.error(name_token, f"variable {quote(name)}: index too large (at most 9 digits)")
         index = int(match.group(2))
         if match.group(1) == "X":
             self.inputs[index] = name_token
@@ -195,22 +198,22 @@ class _Parser:
             head = self.take(start, "an operator")
             if head in ("and", "or"):
                 children = []
-                while not self.at_close(start, f"a formula or ')' closing the {head!r}"):
+                while not self.at_close(start, f"a formula or ')' closing the {quote(head)}"):
                     children.append(self.formula(start))
                 self.pos += 1
                 return (And if head == "and" else Or)(tuple(children), start)
             if head in _COMPARISONS:
                 terms = []
-                while not self.at_close(start, f"a term or ')' closing the {head!r}"):
+                while not self.at_close(start, f"a term or ')' closing the {quote(head)}"):
                     terms.append(self.term(start))
                 self.pos += 1
                 if len(terms) < 2:
-                    raise self.error(start, f"comparison {head!r} needs at least two terms, got {len(terms)}")
+                    raise self.error(start, f"comparison {quote(head)} needs at least two terms, got {len(terms)}")
                 return self.comparison(head, terms, start)
-            raise self.error(self.pos - 1, f"unknown operator {head!r} in a formula; accepted: {_ACCEPTED}")
+            raise self.error(self.pos - 1, f"unknown operator {quote(head)} in a formula; accepted: {_ACCEPTED}")
         if token in ("true", "false"):
             return Truth(token == "true", start)
-        raise self.error(start, f"expected a formula (a comparison, 'and' or 'or'), got {token!r}")
+        raise self.error(start, f"expected a formula (a comparison, 'and' or 'or'), got {quote(token)}")
 
     def simple_comparison(self, op: str, a: str, b: str, token: int) -> Formula | None:
         """Fast path for ``(op a b)`` with two plain symbols (most of every file); ``None`` if it does not apply."""
@@ -247,6 +250,8 @@ class _Parser:
         """The constraint ``term <= 0``, classified as an input bound, an output constraint or a constant."""
         x = {i: c for i, c in term.x.items() if c != 0.0}
         y = {j: c for j, c in term.y.items() if c != 0.0}
+        if not all(math.isfinite(c) for c in (*x.values(), *y.values())):
+            raise self.error(token, "a coefficient of this constraint is not a finite number")
         if x and y:
             raise self.error(token, f"constraint mixes inputs (X_{min(x)}) and outputs (Y_{min(y)}); "
                                     "each comparison must involve only X or only Y")
@@ -277,26 +282,27 @@ class _Parser:
         if token == "(":
             op = self.take(start, "an arithmetic operator")
             args = []
-            while not self.at_close(start, f"a term or ')' closing the {op!r}"):
+            while not self.at_close(start, f"a term or ')' closing the {quote(op)}"):
                 args.append(self.term(start))
             self.pos += 1
             return self.arithmetic(op, args, start)
         if token[0] in _NUMBER_START and _NUMBER.fullmatch(token):
             value = float(token)
             if not math.isfinite(value):
-                raise self.error(start, f"number {token} is out of range")
+                raise self.error(start, f"number {shorten(token)} is out of range")
             return _Term({}, {}, value)
         if token == ")":
             raise self.error(start, "expected a term, got ')'")
         if _VARIABLE.fullmatch(token):
-            raise self.error(start, f"undeclared variable {token} (declare it with (declare-const {token} Real))")
-        raise self.error(start, f"expected a term (a number, a declared variable or (+ - * / ...)), got {token!r}")
+            raise self.error(start, f"undeclared variable {shorten(token)} "
+                                    f"(declare it with (declare-const {shorten(token)} Real))")
+        raise self.error(start, f"expected a term (a number, a declared variable or (+ - * / ...)), got {quote(token)}")
 
     def arithmetic(self, op: str, args: list[_Term], token: int) -> _Term:
         if op not in _ARITHMETIC:
-            raise self.error(token + 1, f"unknown operator {op!r} in a term; accepted: +, -, *, /")
+            raise self.error(token + 1, f"unknown operator {quote(op)} in a term; accepted: +, -, *, /")
         if not args:
-            raise self.error(token, f"operator {op!r} needs at least one term")
+            raise self.error(token, f"operator {quote(op)} needs at least one term")
         if op == "+":
             total = args[0]
             for arg in args[1:]:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import gzip
 import os
-from pathlib import Path
 
-from verifier.errors import SpecError
+from verifier.errors import ResourceLimitError, SpecError
+from verifier.limits import resolve_limit
 from verifier.spec.normalize import DEFAULT_MAX_CASES, to_specification
 from verifier.spec.parser import ParsedProperty, parse_property
-from verifier.spec.reader import Source
+from verifier.spec.reader import Source, read_text
 from verifier.spec.specification import Specification
+
+#: assert commands a property may have by default (a CIFAR property has about 3 000)
+DEFAULT_MAX_ASSERTIONS = 5_000_000
+#: the unpacked text may take this fraction of the memory limit (its tokens take about ten times as much)
+TEXT_SHARE = 32
 
 
 def parse_vnnlib(
@@ -19,39 +23,57 @@ def parse_vnnlib(
     n_outputs: int | None = None,
     max_cases: int = DEFAULT_MAX_CASES,
     name: str | None = None,
+    memory_limit: int | None = None,
+    max_assertions: int = DEFAULT_MAX_ASSERTIONS,
 ) -> Specification:
     """Parse a VNN-LIB 1.0 property into cases ``(box, C, d)``: ``sat`` iff some case has an ``x`` in its
     box with ``C @ f(x) <= d``.
 
-    ``path_or_text``: a path (``str`` or ``PathLike``; ``.gz`` files are decompressed) or the property text
-    itself (a ``str`` containing ``(`` is taken as text). ``n_inputs``/``n_outputs``: the network's input
-    and output sizes; the declared ``X_i``/``Y_j`` must match them. ``max_cases``: limit on the number of
-    cases of the disjunctive normal form. ``name``: the name used in error messages (default: the path,
-    or ``<text>``). Raises :class:`~verifier.errors.SpecError` naming ``file:line:col`` on any error.
+    ``path_or_text``: a path (``str`` or ``PathLike``; gzip-compressed files, ``.vnnlib.gz``, are unpacked)
+    or the property text itself (a ``str`` that is not an existing file and starts with ``(`` or ``;``, or
+    spans several lines). ``n_inputs``/``n_outputs``: the network's input and output sizes; the declared
+    ``X_i``/``Y_j`` must match them. ``max_cases``: limit on the number of cases of the disjunctive normal
+    form. ``name``: the name used in error messages (default: the path, or ``<text>``). ``memory_limit``:
+    bytes the parsed cases may take (default :func:`verifier.limits.default_memory_limit`); the text may
+    have a 32nd of it (tokens take about ten times their text). ``max_assertions``: limit on ``assert``
+    commands. Limits are checked before the memory is spent: :class:`~verifier.errors.ResourceLimitError`.
+    Raises :class:`~verifier.errors.SpecError` naming ``file:line:col`` on any other error.
     """
-    source = Source(*_read(path_or_text, name))
+    limit = resolve_limit(memory_limit)
+    text, label = _read(path_or_text, name, max(limit // TEXT_SHARE, 1 << 20))
+    asserts = text.count("assert")
+    if asserts > max_assertions:
+        raise ResourceLimitError(f"{label}: about {asserts} assertions, more than the limit of {max_assertions} "
+                                 "(max_assertions= raises it)")
+    source = Source(text, label)
     parsed = parse_property(source)
     inputs = _check_declared(parsed, parsed.input_declarations, "X", "input", n_inputs)
     outputs = _check_declared(parsed, parsed.output_declarations, "Y", "output", n_outputs)
     try:
-        return to_specification(parsed, inputs, outputs, max_cases)
+        return to_specification(parsed, inputs, outputs, max_cases, limit)
     except RecursionError:
         raise source.error(0, "formula nested too deeply to normalise") from None
 
 
-def _read(path_or_text: str | os.PathLike, name: str | None) -> tuple[str, str]:
-    if isinstance(path_or_text, str) and "(" in path_or_text:
+def _read(path_or_text: str | os.PathLike, name: str | None, max_bytes: int) -> tuple[str, str]:
+    if is_property_text(path_or_text):
+        if len(path_or_text) > max_bytes:
+            raise ResourceLimitError(f"the property text has {len(path_or_text)} characters, more than the limit "
+                                     f"of {max_bytes}")
         return path_or_text, name or "<text>"
-    path = Path(path_or_text)
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rt", encoding="utf-8") as file:
-                text = file.read()
-        else:
-            text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"cannot read property file {path}: {error}") from None
-    return text, name or str(path)
+    if not isinstance(path_or_text, (str, os.PathLike)):
+        raise SpecError(f"a property is a path or its text, not {type(path_or_text).__name__}")
+    return read_text(path_or_text, max_bytes), name or os.fspath(path_or_text)
+
+
+def is_property_text(value: object) -> bool:
+    """Whether a ``str`` argument is VNN-LIB text rather than a path: not an existing file, and it starts with
+    ``(`` or ``;`` (after blanks) or spans several lines. A path may contain ``(``."""
+    if not isinstance(value, str) or "(" not in value:
+        return False
+    if "\n" not in value and os.path.exists(value):
+        return False
+    return value.lstrip()[:1] in ("(", ";") or "\n" in value
 
 
 def _check_declared(
