@@ -23,7 +23,34 @@ Typical use::
     result.accuracy("crown", 0.01), result.rows[0]
 """
 
-from verifier.certification.result import ALL_METHODS, CertifyResult
-from verifier.certification.runner import DEFAULT_METHODS, CertifyOptions, certify
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from verifier.certification.defaults import DEFAULT_METHODS
+
+#: public name -> module that defines it (imported on first use: ``verifier certify --help`` needs no torch)
+_EXPORTS = {
+    "ALL_METHODS": "verifier.certification.result",
+    "CertifyResult": "verifier.certification.result",
+    "CertifyOptions": "verifier.certification.runner",
+    "certify": "verifier.certification.runner",
+}
 
 __all__ = ["ALL_METHODS", "DEFAULT_METHODS", "CertifyOptions", "CertifyResult", "certify"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'verifier.certification' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from verifier.certification.result import ALL_METHODS, CertifyResult
+    from verifier.certification.runner import CertifyOptions, certify

@@ -36,18 +36,12 @@ from verifier.certification import ibp as ibp_method
 from verifier.certification import pgd as pgd_method
 from verifier.certification.balls import PerturbationSet
 from verifier.certification.data import DatasetError, check_dataset, parse_clip, parse_epsilons
+from verifier.certification.defaults import DEFAULT_METHODS, DEFAULT_RADIUS_TOLERANCE, DEFAULT_TIMEOUT
 from verifier.certification.model import PreparedModel, prepare_model
 from verifier.certification.radius import bisect, steps_needed
 from verifier.certification.result import ALL_METHODS, DETERMINISTIC, CertifyResult, eps_key, row_fields
 from verifier.device import DeviceLike
 from verifier.progress import Progress
-
-#: the methods run when none are named: everything but smoothing (which needs a noise level)
-DEFAULT_METHODS = ("clean", "pgd", "ibp", "crown", "alpha", "lipschitz", "complete")
-#: seconds the complete verifier gets per input (and epsilon) by default
-DEFAULT_TIMEOUT = 1.0
-#: radius mode: the bisection stops when the interval is this fraction of the largest epsilon
-DEFAULT_RADIUS_TOLERANCE = 1 / 128
 
 
 @dataclass

@@ -38,7 +38,7 @@ from verifier.errors import VerifierError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from verifier.certification.runner import DEFAULT_METHODS, DEFAULT_TIMEOUT
+    from verifier.certification.defaults import DEFAULT_METHODS, DEFAULT_TIMEOUT
 
     parser.add_argument("model", help="ONNX model file")
     parser.add_argument("data", metavar="DATA.npz", help="NumPy .npz file with arrays 'x' and 'labels'")
