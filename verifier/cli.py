@@ -17,7 +17,10 @@ COMMANDS = {
     "verify": "decide a VNN-LIB property: sat (counterexample) / unsat (proof) / unknown / timeout",
     "bench": "run a VNN-COMP instances.csv: resumable, parallel, scored, with plots",
     "smooth": "certify robustness by randomized smoothing (Cohen et al. 2019)",
+    "supports": "report supported ONNX operators, element types, VNN-LIB versions and theories",
 }
+#: the full name printed by ``verifier --name`` (VNN-LIB standard command line)
+NAME = "verifier: sound neural-network verification (IBP, CROWN, alpha/beta-CROWN branch and bound)"
 
 
 def _available() -> dict[str, str]:
@@ -31,12 +34,16 @@ def _available() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``verifier`` console script; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--name"], ["--version"]):  # the VNN-LIB standard's global options
+        print(NAME if argv[0] == "--name" else _version())
+        return 0
     commands = _available()
     top = argparse.ArgumentParser(
         prog="verifier",
         description="Neural-network verification engine: prove properties of ONNX networks or find counterexamples.",
         epilog="Commands:\n" + "\n".join(f"  {n:8s} {h}" for n, h in commands.items())
-        + "\n\nRun 'verifier COMMAND --help' for the options of a command.",
+        + "\n\nRun 'verifier COMMAND --help' for the options of a command; 'verifier --name' and 'verifier "
+        "--version' print the name and version.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     top.add_argument("command", choices=sorted(commands), metavar="COMMAND", help="one of: " + ", ".join(commands))
@@ -66,6 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"verifier {name}: interrupted", file=sys.stderr)
         return 130
+
+
+def _version() -> str:
+    """The package version, without importing the package (which imports torch)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "__init__.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "([^"]+)"', text, re.M)
+    return match.group(1) if match else "unknown"
 
 
 if __name__ == "__main__":

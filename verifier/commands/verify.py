@@ -17,6 +17,7 @@ Examples:
   verifier verify models/acasxu_like.onnx models/acasxu_like_prop_1.vnnlib --timeout 60
   verifier verify net.onnx prop.vnnlib --results out.txt --json
   verifier verify models/digits_mlp.onnx --center models/digits_mlp_img0.npy --label 2 --eps 0.05
+  verifier verify query.vnnlib --network N=net.onnx --timeout 60     (VNN-LIB 2.0, the standard's form)
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="search method (default auto: chosen from the network and property)")
     parser.add_argument("--no-attack", action="store_true", help="skip the falsification phase")
     parser.add_argument("--seed", type=int, default=0, help="seed of the attacks (default 0)")
+    standard = parser.add_argument_group("VNN-LIB standard form: verify QUERY.vnnlib --network NAME=MODEL.onnx ...")
+    standard.add_argument("--network", action="append", metavar="NAME=MODEL", help="the model of a declared network")
+    standard.add_argument("--serialise-assignments", metavar="DIR", help="after sat, write DIR/VARIABLE.pb")
     robust = parser.add_argument_group("robustness property (instead of a VNN-LIB file)")
     robust.add_argument("--center", metavar="X.npy", help="the input whose classification must be robust")
     robust.add_argument("--label", type=int, help="its class")
@@ -51,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from verifier.commands import standard
+
+    if standard.is_standard(args):  # VNN-LIB 2.0 / the standard command line: verifier.commands.standard
+        return standard.run(args)
     started = time.monotonic()
     from verifier.complete import VerifyOptions, verify
     from verifier.spec.witness import format_result

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,9 @@ class VerifyOptions:
     batch: int | None = None
     float64: bool | None = None
     seed: int = 0
+    #: a further check of each validated counterexample (e.g. a VNN-LIB 2.0 query's own semantics): a witness
+    #: it rejects is not reported and the search goes on
+    accept: Callable[[Counterexample], bool] | None = None
 
 
 def verify(
@@ -112,7 +116,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
         lower, upper = problem.exact_lower, problem.exact_upper
         for point in points[:8]:
             witness = validate(network, spec, point.detach().double().numpy(), lower, upper)
-            if witness is not None:
+            if witness is not None and (options.accept is None or options.accept(witness)):
                 return witness
         return None
 

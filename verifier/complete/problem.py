@@ -32,6 +32,7 @@ class Problem:
     case_indices: tuple[int, ...]
     exact_lower: np.ndarray | None = None   # the box as parsed (float64), for checking witnesses exactly
     exact_upper: np.ndarray | None = None
+    strict: Tensor | None = None   # [R] bool: rows ``C f(x) < d``, refuted by a margin lower bound >= 0
 
     @classmethod
     def from_group(cls, group: BoxGroup, network: Network) -> Problem:
@@ -50,6 +51,7 @@ class Problem:
             case_indices=tuple(group.case_indices),
             exact_lower=np.asarray(group.lower, dtype=np.float64).reshape(-1),
             exact_upper=np.asarray(group.upper, dtype=np.float64).reshape(-1),
+            strict=None if getattr(group, "strict", None) is None else torch.as_tensor(np.asarray(group.strict)),
         )
 
     @property
@@ -88,8 +90,12 @@ class Problem:
             row_case=renumber[self.row_case[rows]], n_cases=int(keep_cases.sum()),
             case_indices=tuple(c for c, k in zip(self.case_indices, keep_cases.tolist()) if k),
             exact_lower=self.exact_lower, exact_upper=self.exact_upper,
+            strict=None if self.strict is None else self.strict[rows],
         ), rows
 
     def refuted(self, lower_margins: Tensor) -> Tensor:
         """``[N, n_cases]``: cases with a row whose margin lower bound is positive on the domain."""
+        if self.strict is not None:  # a strict row's unsafe set is open: a margin of exactly 0 refutes it
+            lower_margins = torch.where(self.strict.to(lower_margins.device) & (lower_margins >= 0),
+                                        lower_margins.clamp(min=torch.finfo(lower_margins.dtype).tiny), lower_margins)
         return self.case_max(lower_margins) > 0

@@ -55,7 +55,8 @@ def read_model(source: str | os.PathLike | bytes | onnx.ModelProto) -> onnx.Mode
         model = onnx.load(str(path))
     except Exception as error:
         raise ModelLoadError(f"{path} is not a valid ONNX model: {type(error).__name__}: {error}") from None
-    if not model.graph.node:
+    inputs = {i.name for i in model.graph.input}
+    if not model.graph.node and not any(o.name in inputs for o in model.graph.output):
         raise ModelLoadError(f"{path} is not a valid ONNX model: its graph has no nodes")
     return model
 
@@ -122,10 +123,27 @@ def onnx_to_graph(model: onnx.ModelProto, where: str = "the model", dtype: torch
                         f"but ONNX shape inference says {tuple(expected)}"
                     )
     output = graph.output[0].name
-    if output in constants:
-        raise ModelLoadError(f"{where}: the output {output!r} does not depend on the input")
+    if output in constants or builder.resolve(output) == model_input.name:
+        _trivial_output(builder, output, constants, where)
     builder.set_output(output)
     return builder
+
+
+def _trivial_output(builder: GraphBuilder, output: str, constants: dict[str, np.ndarray], where: str) -> None:
+    """Give a model whose output is a constant (independent of the input) or the input itself a node computing
+    it, so that the graph IR has an operator between input and output."""
+    from verifier.ops.elementwise import Affine
+    from verifier.ops.select import ConstantOutput
+
+    if output in constants:
+        value = np.asarray(constants[output], dtype=np.float64)
+        op = ConstantOutput(torch.from_numpy(value).to(builder.dtype), builder.input_shape)
+    else:
+        op = Affine(None, None, builder.input_shape)
+    name = f"{output}::trivial"
+    builder.add(op, [builder.input_name], name, f"{where}: output {output!r}")
+    builder.aliases.pop(output, None)
+    builder.alias(output, name)
 
 
 def _input_shape(value_info: onnx.ValueInfoProto, where: str) -> tuple[int, ...]:
