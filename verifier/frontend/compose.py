@@ -114,7 +114,8 @@ def bind_networks(query: Query, paths: Mapping[str, str | os.PathLike]) -> list[
     for name in paths:
         if name not in declared:
             known = ", ".join(declared) or "none"
-            raise SpecError(f"{query.source}: --network {name}=...: the query declares no network {name!r} "
+            first = query.networks[0].position if query.networks else None
+            raise SpecError(f"{query.where(first)}: --network {name}=...: the query declares no network {name!r} "
                             f"(declared: {known})")
     for network in query.networks:
         if network.equal_to and network.name in paths:

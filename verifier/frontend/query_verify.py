@@ -211,6 +211,23 @@ def _to_type(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, variable: Vari
     return value.astype(np.float64) if variable.element_type == REAL else value
 
 
+def _sample_executions(spec, checker: WitnessChecker, seed: int = 0, per_case: int = 16, max_cases: int = 64):
+    """A point of some case's box whose execution by onnxruntime satisfies the query (the box's centre, its two
+    extreme corners and random points), or ``None``. The engine's attacks run the exact function; this finds
+    the witnesses that exist only because of the networks' floating-point rounding."""
+    from verifier.complete.result import Counterexample
+
+    rng = np.random.default_rng(seed)
+    for index, case in enumerate(spec.cases[:max_cases]):
+        points = [(case.lower + case.upper) / 2, case.lower, case.upper]
+        points += list(rng.uniform(case.lower, case.upper, (per_case - len(points), len(case.lower))))
+        for x in points:
+            candidate = Counterexample(x=np.asarray(x, dtype=np.float64), y=np.zeros(0), case=index)
+            if checker.accept(candidate):
+                return candidate
+    return None
+
+
 def _refuted_at_root(network, spec, float64: bool | None) -> bool:
     """Whether CROWN intersected with interval bounds refutes every case on its whole box (a cheap first proof:
     on wide boxes of exponentials the interval bounds are finite where the linear relaxations are not)."""
@@ -274,10 +291,12 @@ def verify_query(
     if any(n.typed for n in bound) and options.float64 is None:
         options.float64 = True   # bounds of float32 execution need more precision than float32 itself
     remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-    if spec.cases and _refuted_at_root(network, spec, options.float64):
-        from verifier.complete.result import Result
+    from verifier.complete.result import Result
 
+    if spec.cases and _refuted_at_root(network, spec, options.float64):
         result = Result("unsat", stats={"method": "root bounds (CROWN and IBP)"})
+    elif (witness := _sample_executions(spec, checker, options.seed)) is not None:
+        result = Result("sat", counterexample=witness, stats={"method": "sampling with onnxruntime"})
     else:
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         result = verify(network, spec, timeout=remaining, options=options)

@@ -231,7 +231,8 @@ def round_to_type(value: Fraction, element_type: str):
             raise ValueError(f"{value} is not an integer")
         return int(value)
     kind = FLOAT_TYPES[element_type]
-    guess = kind(float(value))  # at most two roundings away from the nearest value
+    with np.errstate(over="ignore"):
+        guess = kind(float(value))  # at most two roundings away from the nearest value; inf beyond the range
     if not np.isfinite(guess):
         return guess
     best = None

@@ -187,7 +187,8 @@ def _package_error(message: str, text: str, source: str) -> SpecError:
     """One ``file:line:col: message`` line from an error of the ``vnnlib`` package."""
     syntax = re.search(r"line (\d+), column (\d+): '(.*)'", message)
     if syntax:
-        line, column, token = int(syntax.group(1)), int(syntax.group(2)), syntax.group(3)
+        # the package counts columns from 0
+        line, column, token = int(syntax.group(1)), int(syntax.group(2)) + 1, syntax.group(3)
         found = f"unexpected {token!r}" if token else "unexpected end of input"
         return SpecError(f"{source}:{line}:{column}: syntax error: {found}")
     try:
