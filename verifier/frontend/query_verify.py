@@ -211,7 +211,7 @@ def _to_type(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, variable: Vari
     return value.astype(np.float64) if variable.element_type == REAL else value
 
 
-def _sample_executions(spec, checker: WitnessChecker, seed: int = 0, per_case: int = 16, max_cases: int = 64):
+def _sample_executions(spec, checker: WitnessChecker, seed: int = 0, per_case: int = 8, max_cases: int = 16):
     """A point of some case's box whose execution by onnxruntime satisfies the query (the box's centre, its two
     extreme corners and random points), or ``None``. The engine's attacks run the exact function; this finds
     the witnesses that exist only because of the networks' floating-point rounding."""

@@ -16,15 +16,16 @@ terms of a sum:
 * one correctly rounded operation (IEEE 754): Add, Sub, Mul, Div, Sqrt, Reciprocal, LeakyRelu, PRelu:
   ``u M + s``;
 * sums of products, in any order, with or without fused multiply-add (Gemm, MatMul, Conv, ConvTranspose,
-  ReduceSum, ReduceMean, pools): ``gamma_{n+2} S + (n+2) s`` with ``S`` the sum of the magnitudes of the
-  terms and ``gamma_k = k u / (1 - k u)`` (Higham, Accuracy and Stability of Numerical Algorithms, 3.1);
+  ReduceSum, ReduceMean, pools): ``gamma_{n+4} S + (n+4) s`` with ``S`` the sum of the magnitudes of the
+  terms (the 4 covers the constant term, Gemm's ``alpha`` and ``beta`` and a mean's division) and
+  ``gamma_k = k u / (1 - k u)`` (Higham, Accuracy and Stability of Numerical Algorithms, 3.1);
 * BatchNormalization (a handful of operations): ``8 u (|scale| (|x| + |mean|) + |bias|) + 8 s``;
 * elementary functions (Exp, Log, Sigmoid, Tanh, Erf, Softplus, Sin, Cos, Gelu, Pow): ``64 u (M + A) + s`` with
   ``A = 1`` for functions bounded by 1 in magnitude or evaluated near 1 (their absolute error near 0), ``A =
   max |x|`` for Gelu, Softplus and Pow: an assumption that the runtime's kernels are accurate to 64 units in
   the last place, well above the few ulp of libm and onnxruntime's MLAS kernels;
-* Softmax / LogSoftmax over ``n`` elements whose inputs span a width ``W``: ``(min(W, 200) + 2n + 64) u`` (times
-  ``1 + M`` for LogSoftmax).
+* Softmax / LogSoftmax over a tensor of ``n`` elements whose inputs span a width ``W``:
+  ``(min(W, 200) + 2n + 64) u`` (times ``1 + M`` for LogSoftmax).
 
 Integer tensors (in every network, whatever the declared types): sums and products are exact in the engine's
 arithmetic (overflow is not modelled); ``Div`` and ``ReduceMean`` truncate toward zero, which a
@@ -154,7 +155,7 @@ def error_bound(node: Node, graph: Graph, info: OnnxNodeInfo, inputs: list, outp
     if op_type in ROUND_ONCE:
         eps = u * M + tiny
     elif op_type in DOT:
-        n = _fan_in(node, graph) + 2
+        n = _fan_in(node, graph) + 4   # the products' sum, the constant term, Gemm's alpha and beta, a mean's division
         eps = _gamma(n, u) * _sum_of_terms(node, inputs) + n * tiny
     elif op_type in BATCHNORM:
         scale, mean, bias = (info.constants(i) for i in (1, 3, 2))
@@ -167,11 +168,10 @@ def error_bound(node: Node, graph: Graph, info: OnnxNodeInfo, inputs: list, outp
         S = factor.abs().reshape(shape) * (x + mean.abs().reshape(shape)) + bias.abs().reshape(shape)
         eps = 8 * u * S + 8 * tiny
     elif op_type in SOFTMAX:
-        axis = info.attrs.get("axis", -1)
+        # over all elements, whatever the axis (its default changed with opset 13): a larger n and W are safe
         x_lower, x_upper = inputs[0]
-        axis = axis + x_lower.dim() - 1 if axis < 0 else axis + 1
-        n = x_lower.shape[axis]
-        width = (x_upper.amax(axis, keepdim=True) - x_lower).clamp(min=0).clamp(max=200)
+        n = x_lower[0].numel()
+        width = (x_upper.max() - x_lower.min()).clamp(min=0).clamp(max=200)
         eps = (width + 2 * n + 64) * u
         if op_type == "LogSoftmax":
             eps = eps * (1 + M)
