@@ -200,3 +200,18 @@ def test_model_mismatches_are_reported_at_the_declaration(tmp_path, capsys, affi
         query = write(tmp_path, "(assert (>= Y[0,0] 1.0))", name=f"{name}.vnnlib", header=header)
         code, out, err = run(capsys, "verify", query, "--network", f"N={affine}")
         assert code == 2 and out == "" and re.search(pattern, err), (name, err)
+
+
+def test_shipped_two_copy_query_finds_a_witness_with_equal_inputs(capsys):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "models"
+    code, out, _ = run(capsys, "verify", root / "acasxu_like_monotone.vnnlib", "--network",
+                       f"near={root / 'acasxu_like.onnx'}", "--timeout", "60")
+    assert code == 0 and out.startswith("sat\n")
+    values = parse_assignment(out)
+    x, u = values["X"][2], values["U"][2]
+    assert (x[1:] == u[1:]).all() and abs(values["V"][2][0] - values["Y"][2][0]) > 0.01
+    code, out, _ = run(capsys, "verify", root / "acasxu_like_prop_1_v2.vnnlib", "--network",
+                       f"acas={root / 'acasxu_like.onnx'}", "--timeout", "60")
+    assert (code, out) == (0, "unsat\n")

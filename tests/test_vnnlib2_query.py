@@ -207,3 +207,45 @@ def test_input_layout_follows_declarations():
     assert [(v.name, o) for v, o in lowered.inputs] == [("A", 0), ("B", 2), ("C", 4)]
     case, = lowered.specification.cases
     assert case.lower.tolist() == [0, 1, 2, 3, 4] and case.upper.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_strict_rows_are_refuted_by_a_zero_margin_and_stay_with_their_cases():
+    import torch
+
+    from verifier.complete.problem import Problem
+    from verifier.spec.specification import Case, Specification
+
+    box = (np.zeros(1), np.ones(1))
+    strict = Case(*box, np.array([[1.0]]), np.array([0.0]), np.array([True]))
+    loose = Case(*box, np.array([[1.0], [-1.0]]), np.array([0.0, 1.0]))
+    group, = Specification(1, 1, (strict, loose)).box_groups()
+    assert group.strict.tolist() == [True, False, False]
+
+    class Net:
+        dtype, input_shape, output_size = torch.float64, (1,), 1
+
+    problem = Problem.from_group(group, Net())
+    margins = torch.tensor([[0.0, 0.0, -1.0], [0.0, 1e-9, -1.0], [-1e-12, 0.0, -1.0]], dtype=torch.float64)
+    # y < 0 is refuted by y >= 0; y <= 0 needs y > 0
+    assert problem.refuted(margins).tolist() == [[True, False], [True, True], [False, False]]
+    kept, rows = problem.restrict(torch.tensor([False, True]))
+    assert kept.strict.tolist() == [False, False] and rows.tolist() == [False, True, True]
+
+
+def test_inputs_declared_equal_share_one_position():
+    text = HEADER + net("(declare-input X real [2])", "(declare-output Y real [1])", name="F") + \
+        net("(equal-to F)", "(declare-input U real [2])", "(declare-output V real [1])", name="G")
+    lowered = _lower(text + "(assert (and (>= X[0] 0.0) (<= X[0] 1.0) (>= X[1] 0.0) (<= X[1] 1.0)))\n"
+                            "(assert (and (>= U[0] 0.5) (<= U[0] 2.0) (== U[1] X[1]) (== X[0] U[0])))\n"
+                            "(assert (> V[0] Y[0]))")
+    assert lowered.aliases.tolist() == [0, 1, 0, 1]
+    assert lowered.input_indices(lowered.query.inputs[1]).tolist() == [0, 1]
+    case, = lowered.specification.cases
+    assert case.lower.tolist() == [0.5, 0.0, 0.0, 0.0] and case.upper.tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert [f.label for f in lowered.features] == ["V[0]", "Y[0]"]      # the equalities left no rows
+    assert not lowered.unbounded_inputs
+    # an equality inside a disjunction holds in some cases only: it stays a pair of rows
+    other = _lower(text + "(assert (and (>= X[0] 0.0) (<= X[0] 1.0) (>= X[1] 0.0) (<= X[1] 1.0)))\n"
+                          "(assert (and (>= U[0] 0.5) (<= U[0] 2.0) (>= U[1] 0.0) (<= U[1] 1.0)))\n"
+                          "(assert (or (== U[1] X[1]) (> V[0] Y[0])))")
+    assert other.aliases.tolist() == [0, 1, 2, 3] and len(other.specification.cases) == 2

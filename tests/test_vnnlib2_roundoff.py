@@ -113,3 +113,41 @@ def test_integer_division_truncates(tmp_path):
         (tmp_path / "q.vnnlib").write_text(query("float32", 1, 1, f"(assert (>= X[0] 5.0)) (assert (<= X[0] 5.9)) "
                                                                   f"(assert {bound})"))
         assert verify_query(tmp_path / "q.vnnlib", {"N": path}, timeout=10).status == expected
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_answers_agree_with_brute_force_over_float32_inputs(tmp_path, seed):
+    """Random ReLU networks, queries with a polytope of inputs and strict output comparisons, in float32 and in
+    real semantics: ``unsat`` only if no point of a dense grid of float32 inputs satisfies the query (executed by
+    onnxruntime, the assertion evaluated in float32), never ``unsat`` where the grid finds one."""
+    rng = np.random.default_rng(seed)
+    init = {"W1": rng.normal(size=(6, 2)).astype(np.float32), "b1": rng.normal(size=6).astype(np.float32),
+            "W2": rng.normal(size=(2, 6)).astype(np.float32), "b2": rng.normal(size=2).astype(np.float32)}
+    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["a"]),
+             helper.make_node("Gemm", ["a", "W2", "b2"], ["y"], transB=1)]
+    path = save(tmp_path, "net", nodes, [1, 2], init, [1, 2])
+    batched = save(tmp_path, "batched", nodes, ["n", 2], init, ["n", 2])
+    session = ort.InferenceSession(str(batched), providers=["CPUExecutionProvider"])
+    grid = np.stack(np.meshgrid(np.linspace(-1, 1, 301), np.linspace(-1, 1, 301)), -1).reshape(-1, 2)
+    grid = grid.astype(np.float32)
+    y = session.run(None, {"x": grid})[0]
+    c = np.float32(rng.uniform(0.0, 1.5))
+    inside = grid[:, 0] + grid[:, 1] <= c                      # float32 addition, float32 constant
+    candidates = y[inside & (y[:, 0] > y[:, 1]), 0]
+    threshold = np.float32(np.quantile(candidates, 0.9) + (rng.uniform(-0.3, 0.3) if seed % 2 else 0.2)) \
+        if len(candidates) else np.float32(0.0)
+    body = ("(assert (and (>= X[0,0] -1.0) (<= X[0,0] 1.0) (>= X[0,1] -1.0) (<= X[0,1] 1.0)))\n"
+            f"(assert (<= (+ X[0,0] X[0,1]) {float(c)!r}))\n(assert (> Y[0,0] Y[0,1]))\n"
+            f"(assert (>= Y[0,0] {float(threshold)!r}))")
+    grid_sat = bool((inside & (y[:, 0] > y[:, 1]) & (y[:, 0] >= threshold)).any())
+    for element_type in ("float32", "real"):
+        text = query(element_type, 2, 2, body).replace("[2]", "[1,2]")
+        (tmp_path / "q.vnnlib").write_text(text)
+        result = verify_query(tmp_path / "q.vnnlib", {"N": path}, timeout=15)
+        if grid_sat:
+            assert result.status != "unsat", (element_type, result.message)
+        if result.status == "sat":
+            x = result.assignment["X"].astype(np.float32).reshape(1, 2)
+            y_witness = session.run(None, {"x": x})[0][0]
+            assert y_witness[0] > y_witness[1] and y_witness[0] >= threshold
+            assert np.float32(x[0, 0] + x[0, 1]) <= c and (np.abs(x) <= 1).all()

@@ -305,8 +305,7 @@ class _Builder:
         rename = lambda name: prefix + name if name else name  # noqa: E731
         graph = network.model.graph
         for variable in declaration.inputs:
-            offset = self.lowered.input_offset(variable)
-            indices = self.constant(np.arange(offset, offset + variable.size, dtype=np.int64), "slice")
+            indices = self.constant(self.lowered.input_indices(variable).astype(np.int64), "slice")
             tensor = self.node("Gather", [x, indices], f"{variable.name}_flat")
             declared_code = ONNX_CODES.get(variable.element_type, network.model_types[variable.name])
             if declared_code != self.input_type:

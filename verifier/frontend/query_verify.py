@@ -123,8 +123,7 @@ class WitnessChecker:
         values = {}
         for network in self.networks:
             for variable in network.declaration.inputs:
-                offset = self.lowered.input_offset(variable)
-                part = slice(offset, offset + variable.size)
+                part = self.lowered.input_indices(variable)
                 value = _to_type(x[part], lower[part], upper[part], variable, network.model_types[variable.name])
                 if value is None:
                     return None

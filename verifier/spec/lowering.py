@@ -24,6 +24,11 @@ them by a margin ``>= 0``). A non-strict row on one input element and a constant
 (rounded inward to the input's type, outward for ``real``); a strict ``real`` one gives its closure as the
 bound and stays a row. Linear constraints among inputs (a polytope) stay rows over input features; the box is
 their bounding box where the single-variable bounds leave an input unbounded (by linear programming).
+
+Input elements declared equal at the top level of the assertions (``(== U[0,1] X[0,1])``, both inputs of one
+type: a relation between the inputs of two networks, typically) are read from one position of ``x``, with the
+intersection of their bounds: the search then never has to hit an equality by chance. (For floating types this
+identifies ``+0`` and ``-0``, which compare equal; the engine's real-valued boxes do not tell them apart anyway.)
 """
 
 from __future__ import annotations
@@ -116,8 +121,18 @@ class Lowered:
     #: leaves out +-inf (and, for ``real``, the reals beyond float64), so an ``unsat`` is not claimed
     unbounded_inputs: list[str] = field(default_factory=list)
 
+    #: ``[n_inputs]``: the position of x holding each input element (its own, or that of an element the
+    #: assertions declare equal to it everywhere, see :func:`lower_query`)
+    aliases: np.ndarray | None = None
+
     def input_offset(self, variable: Variable) -> int:
         return next(offset for v, offset in self.inputs if v is variable)
+
+    def input_indices(self, variable: Variable) -> np.ndarray:
+        """The positions of x holding the elements of the input ``variable`` (row-major)."""
+        offset = self.input_offset(variable)
+        indices = np.arange(offset, offset + variable.size)
+        return indices if self.aliases is None else self.aliases[indices]
 
 
 _Key = tuple  # ("e", Variable, flat) | ("x", ExpressionFeature) | ("m", tuple of ("e", ...) keys)
@@ -134,10 +149,42 @@ class _Lowering:
             offset += variable.size
         self.n_inputs = offset
         self.offsets = {id(v): o for v, o in self.inputs}
+        self.aliases, self.alias_comparisons = self.equal_inputs()
         self.features: dict[_Key, int] = {}
         self.feature_list: list[Feature] = []
         self.positions: list[Position | None] = []
         self.unbounded: set[str] = set()
+
+    def equal_inputs(self) -> tuple[np.ndarray, set[int]]:
+        """Input elements the assertions declare equal in every case (``(== A[i] B[j])`` at the top level, both
+        inputs of one type): each is read from one position of x, the first of its class. Returns that map and
+        the ids of the comparisons it makes redundant."""
+        parent = np.arange(self.n_inputs)
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return int(i)
+
+        used = set()
+        stack = list(self.query.assertions)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Conjunction):
+                stack.extend(node.args)
+                continue
+            if not (isinstance(node, Comparison) and node.op == "==" and isinstance(node.left, Element)
+                    and isinstance(node.right, Element)):
+                continue
+            a, b = node.left, node.right
+            if a.variable.kind != "input" or b.variable.kind != "input":
+                continue
+            i = find(self.offsets[id(a.variable)] + a.flat)
+            j = find(self.offsets[id(b.variable)] + b.flat)
+            parent[max(i, j)] = min(i, j)
+            used.add(id(node))
+        return np.array([find(i) for i in range(self.n_inputs)], dtype=np.int64), used
 
     # -- features ------------------------------------------------------------------------------------------
     def feature(self, key: _Key) -> int:
@@ -164,6 +211,8 @@ class _Lowering:
         return self.comparison(node)
 
     def comparison(self, node: Comparison):
+        if id(node) in self.alias_comparisons:  # the two inputs are one position of x: always equal
+            return Truth(True, self.token(node.position))
         element_type = node.element_type
         if is_float_type(element_type):
             difference = self.typed_side(node.left, element_type)
@@ -237,7 +286,7 @@ class _Lowering:
             number = float(_inward(value, element_type, upper))
         else:  # real: outward in float64, so the box contains every real point
             number = _outward(value, upper)
-        return Bound(self.offsets[id(variable)] + flat, float(number), upper, token)
+        return Bound(int(self.aliases[self.offsets[id(variable)] + flat]), float(number), upper, token)
 
     def row(self, poly: dict[_Key, Fraction], constant: Fraction, strict: bool, token: int) -> Row:
         coeffs = tuple((self.feature(key), float(c)) for key, c in poly.items())
@@ -271,6 +320,8 @@ class _Lowering:
                     C[r, j] += c
             d = np.array([row.rhs for row in rows], dtype=np.float64)
             strict = np.array([row.strict for row in rows], dtype=bool)
+            dead = self.aliases != np.arange(self.n_inputs)   # positions of x nothing reads
+            lower[dead], upper[dead] = 0.0, 0.0
             if (lower > upper).any():
                 infeasible += 1
                 continue
@@ -281,7 +332,7 @@ class _Lowering:
             cases.append(Case(lower, upper, C, d, strict if strict.any() else None))
         spec = Specification(self.n_inputs, n_features, tuple(cases), self.query.source, infeasible)
         return Lowered(self.query, spec, list(self.feature_list), self.inputs, self.n_inputs,
-                       [_feature_type(f) for f in self.feature_list], sorted(self.unbounded))
+                       [_feature_type(f) for f in self.feature_list], sorted(self.unbounded), self.aliases)
 
     def bounded(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray, leaves) -> tuple:
         """The box, with inputs the bounds leave unbounded bounded by the linear rows over inputs (linear
@@ -299,7 +350,7 @@ class _Lowering:
             A = np.zeros((len(only_inputs), self.n_inputs))
             for j in input_columns:
                 feature = self.feature_list[j]
-                A[:, self.offsets[id(feature.variable)] + feature.flat] += C[only_inputs, j]
+                A[:, self.aliases[self.offsets[id(feature.variable)] + feature.flat]] += C[only_inputs, j]
             b = d[only_inputs]
             box = [(None if not np.isfinite(lo) else lo, None if not np.isfinite(hi) else hi)
                    for lo, hi in zip(lower, upper)]
