@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from operator_checks import assert_backward_sound, assert_relaxation, assert_sound
 
 import verifier
-from verifier.ops.rounding import Roundoff, RoundToType, rounding_error
+from verifier.ops.rounding import RoundedCast, Roundoff, RoundToType, rounding_error
 from verifier.ops.select import Compare, NonZero, Truncate, Where
 
 
@@ -158,10 +158,27 @@ def test_rounding_relaxations_hold_pointwise():
     assert_relaxation(NonZero(), lambda x: (x != 0).double(), lower, upper, extra_points=[0.0], rtol=0, atol=0)
     eps = torch.full_like(lower, 1e-3)
     envelope = Roundoff(eps)
-    relaxation = envelope.relax(lower, upper)
-    assert torch.equal(relaxation.lower_intercept, -eps) and torch.equal(relaxation.upper_intercept, eps)
-    low, high = envelope.interval((lower, upper))
-    assert torch.equal(low, lower - 1e-3) and torch.equal(high, upper + 1e-3)
+    low, high = envelope.interval((lower.unsqueeze(0), upper.unsqueeze(0)))
+    assert torch.equal(low[0], lower - 1e-3) and torch.equal(high[0], upper + 1e-3)
+
+
+def test_bounded_error_operators_hold_for_every_error_within_the_bound():
+    """``Roundoff`` and ``RoundedCast``: ``A . y >= A . x + bias`` for every ``y`` within the error of ``x``."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 6, generator=g, dtype=torch.float64) * 100
+    error = rounding_error(x.abs().amax(0), torch.float16)
+    A = torch.randn(4, 3, 6, generator=g, dtype=torch.float64)
+    for op in (Roundoff(error), RoundedCast(torch.float16, error)):
+        A_in, bias = op.backward(A, [None])
+        for _ in range(50):
+            y = op.forward(x) if isinstance(op, RoundedCast) else \
+                x + (2 * torch.rand(x.shape, generator=g, dtype=x.dtype) - 1) * error
+            value = (A * y.unsqueeze(1)).sum(-1)
+            bound = (A_in[0] * x.unsqueeze(1)).sum(-1) + bias
+            assert (bound <= value + 1e-9).all()
+    infinite = Roundoff(torch.tensor([float("inf"), 0.0], dtype=torch.float64))
+    _, bias = infinite.backward(torch.tensor([[[0.0, 1.0]], [[1.0, 0.0]]], dtype=torch.float64), [None])
+    assert bias.tolist() == [[0.0], [float("-inf")]]     # a zero coefficient costs nothing, never NaN
 
 
 def test_rounding_error_bound_covers_float32_and_float16():

@@ -227,6 +227,13 @@ def _sample_executions(spec, checker: WitnessChecker, seed: int = 0, per_case: i
     return None
 
 
+def _needs_input_splitting(network) -> bool:
+    """Whether the network has an operator whose relaxation reads its input bounds other than ReLU (a
+    comparison, Where, a truncating cast, an S-shaped activation...): ReLU splitting keeps the bounds of ReLU
+    inputs only, so such networks are searched by splitting the input."""
+    return any(node.op.needs_input_bounds and node.op.op_type != "Relu" for node in network.graph.nodes)
+
+
 def _refuted_at_root(network, spec, float64: bool | None) -> bool:
     """Whether CROWN intersected with interval bounds refutes every case on its whole box (a cheap first proof:
     on wide boxes of exponentials the interval bounds are finite where the linear relaxations are not)."""
@@ -289,6 +296,8 @@ def verify_query(
     options.accept = checker.accept
     if any(n.typed for n in bound) and options.float64 is None:
         options.float64 = True   # bounds of float32 execution need more precision than float32 itself
+    if options.method == "auto" and _needs_input_splitting(network):
+        options.method = "input-split"
     remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
     from verifier.complete.result import Result
 
@@ -297,6 +306,7 @@ def verify_query(
     elif (witness := _sample_executions(spec, checker, options.seed)) is not None:
         result = Result("sat", counterexample=witness, stats={"method": "sampling with onnxruntime"})
     else:
+        checker.rejected = 0   # count only the search's candidates
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         result = verify(network, spec, timeout=remaining, options=options)
     stats.update(result.stats)

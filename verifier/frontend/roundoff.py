@@ -47,7 +47,7 @@ from torch import Tensor
 
 from verifier.errors import UnsupportedOperatorError
 from verifier.ir import Graph, Node
-from verifier.ops.rounding import Roundoff
+from verifier.ops.rounding import RoundedCast, Roundoff, RoundToType, rounding_error
 from verifier.ops.select import Truncate
 
 EXACT = frozenset({
@@ -193,8 +193,9 @@ def insert_envelopes(graph: Graph, nodes: dict[str, OnnxNodeInfo], lower: Tensor
     """``graph`` with a :class:`Roundoff` after each node whose name is in ``nodes`` (the ONNX node producing that
     tensor) with ``rounding`` set and a non-zero error bound over the input box ``[lower, upper]``
     (``[*input_shape]``); integer results of ``Div`` and ``ReduceMean`` get a :class:`Truncate` (C integer
-    division), other integer operators that are not exact are refused. Returns a new graph; the nodes' operators
-    are shared."""
+    division), other integer operators that are not exact are refused; casts to a narrower floating type
+    become a :class:`RoundedCast` with their error bounded over the box (no input bounds needed later).
+    Returns a new graph; the nodes' operators are shared."""
     work = copy.deepcopy(graph)
     for node in work.nodes:
         node.op.to(dtype=torch.float64)
@@ -207,6 +208,12 @@ def insert_envelopes(graph: Graph, nodes: dict[str, OnnxNodeInfo], lower: Tensor
             interval = node.op.interval(*inputs)
         original = originals[node.name]
         info = nodes.get(node.name)
+        if isinstance(node.op, RoundToType):   # a narrowing cast: its error bounded once, over this box
+            error = rounding_error(_magnitude(inputs[0])[0], node.op.target)
+            cast = RoundedCast(node.op.target, error)
+            out_nodes.append(Node(node.name, cast, list(original.inputs), original.shape, original.source))
+            bounds[node.name] = cast.interval(*inputs)
+            continue
         if info is not None and info.element_type in INTEGER_CODES:
             if info.op_type in INTEGER_TRUNCATED:  # integer division: the real quotient truncated
                 exact_name = f"{node.name}::real"

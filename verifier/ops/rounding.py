@@ -10,16 +10,19 @@
   executing the ONNX node whose exact result is ``x`` in its floating type (the envelope that
   :mod:`verifier.frontend.roundoff` puts after each node of a network analysed in floating-point semantics).
   Concrete forward: the identity (the engine runs the exact function). IBP: ``[l - eps, u + eps]``.
-  CROWN: ``x - eps <= y <= x + eps``.
+  CROWN: ``x - eps <= y <= x + eps``, without input bounds (``RoundedCast`` is the same for a cast whose
+  error was bounded once over a known box).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from onnx import TensorProto
 from torch import Tensor
 
-from verifier.ops.base import ElementwiseNonlinear, Interval
+from verifier.ops.base import ElementwiseNonlinear, Interval, Operator
 from verifier.ops.registry import SourceNode, onnx_op
 from verifier.primitives import LinearRelaxation
 
@@ -85,37 +88,66 @@ class RoundToType(ElementwiseNonlinear):
         return f"Cast {str(self.target).replace('torch.', '')}"
 
 
-class Roundoff(ElementwiseNonlinear):
+class _BoundedError(Operator):
+    """``y = round(x)`` with ``|y - x| <= error`` elementwise, ``error`` a constant: CROWN passes the coefficients
+    through and pays ``|A| . error``; no input bounds needed (so every search, ReLU splitting included, can
+    use it)."""
+
+    error: Tensor
+
+    def backward(self, A: Tensor, inputs: Sequence[Interval | None]) -> tuple[list[Tensor | None], Tensor | None]:
+        error = self.error.to(A.dtype)
+        # an infinite error with a zero coefficient costs nothing (not NaN)
+        cost = torch.where(A == 0, torch.zeros((), dtype=A.dtype), A.abs() * error)
+        return [A], -cost.flatten(2).sum(-1)
+
+
+class Roundoff(_BoundedError):
     """The rounding-error envelope ``y = x + r``, ``|r| <= eps`` (see the module docstring)."""
 
     op_type = "Roundoff"
 
     def __init__(self, eps: Tensor):
-        self.eps = eps
+        self.error = eps
 
     def forward(self, x: Tensor) -> Tensor:
         return x
 
     def interval(self, *inputs: Interval) -> Interval:
         (lower, upper), = inputs
-        return lower - self.eps, upper + self.eps
-
-    def relax(self, lower: Tensor, upper: Tensor) -> LinearRelaxation:
-        ones = torch.ones_like(lower)
-        eps = self.eps.to(lower.dtype).expand_as(lower)
-        return LinearRelaxation(ones, -eps, ones, eps)
-
-    def exact_relaxation(self, lower: Tensor, upper: Tensor) -> Tensor:
-        return _exact_everywhere(lower)
+        return lower - self.error, upper + self.error
 
     def describe(self) -> str:
-        return f"Roundoff (max {float(self.eps.max()):.3g})"
+        return f"Roundoff (max {float(self.error.max()):.3g})"
+
+
+class RoundedCast(_BoundedError):
+    """``Cast`` to a narrower floating type with its rounding error bounded once, over a known box of inputs
+    (:mod:`verifier.frontend.roundoff` puts it in place of :class:`RoundToType` in composed networks)."""
+
+    op_type = "RoundedCast"
+
+    def __init__(self, target: torch.dtype, error: Tensor):
+        self.target = target
+        self.error = error
+
+    def forward(self, x: Tensor) -> Tensor:
+        return RoundToType(self.target).forward(x)
+
+    def interval(self, *inputs: Interval) -> Interval:
+        (lower, upper), = inputs
+        return self.forward(lower), self.forward(upper)
+
+    def describe(self) -> str:
+        return f"Cast {str(self.target).replace('torch.', '')} (max error {float(self.error.max()):.3g})"
 
 
 @onnx_op("Cast")
 def _onnx_cast(node: SourceNode):
     """``Cast`` of a variable: to a floating type (rounding), an integer type (truncation) or bool (``x != 0``)."""
     to = int(node.attr("to"))
+    if to == TensorProto.DOUBLE:  # the engine computes in float32 or float64: widening is the identity
+        return node.inputs[0]
     if to in FLOAT_ELEMENT_TYPES:
         return RoundToType(FLOAT_ELEMENT_TYPES[to])
     from verifier.ops.select import INTEGER_ELEMENT_TYPES, NonZero, Truncate

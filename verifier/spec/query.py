@@ -14,6 +14,7 @@ The module imports only NumPy and the standard library.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -187,6 +188,14 @@ class Query:
     def inputs(self) -> list[Variable]:
         return [v for network in self.networks for v in network.inputs]
 
+    @functools.cached_property
+    def ordered_assertions(self) -> list[Formula]:
+        """The assertions, those that read an output or hidden value first."""
+        def inputs_only(formula: Formula) -> bool:
+            return all(e.variable.kind == "input" for e in elements(formula))
+
+        return sorted(self.assertions, key=inputs_only)
+
     def network(self, name: str) -> NetworkDeclaration:
         return next(n for n in self.networks if n.name == name)
 
@@ -221,6 +230,7 @@ def comparisons(formula: Formula) -> Iterator[Comparison]:
 
 
 # -- typed values -------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1 << 16)
 def round_to_type(value: Fraction, element_type: str):
     """The exact rational ``value`` in ``element_type``: nearest (ties to even) for floating types, the
     value itself (a ``Fraction``) for ``real``, the integer for integer types (which must be integral)."""
@@ -268,13 +278,15 @@ def evaluate_expression(expression: Expression, values: Mapping[str, np.ndarray]
     if isinstance(expression, Element):
         value = values[expression.variable.name][expression.flat]
         if element_type == REAL:
-            return exact(value) if np.isfinite(float(value)) else float(value)
+            return float(value)   # exact; made a Fraction where arithmetic needs it
         if element_type in INTEGER_TYPES:
             return int(value)
         return FLOAT_TYPES[element_type](value)
     if isinstance(expression, Negate):
         return -evaluate_expression(expression.arg, values, element_type)
     args = [evaluate_expression(a, values, element_type) for a in expression.args]
+    if element_type == REAL:
+        args = [a if isinstance(a, Fraction) or not math.isfinite(a) else Fraction(a) for a in args]
     result = args[0]
     with np.errstate(over="ignore", invalid="ignore"):
         for value in args[1:]:
@@ -288,22 +300,11 @@ def evaluate_expression(expression: Expression, values: Mapping[str, np.ndarray]
 
 
 def compare(op: str, left, right) -> bool:
-    """An exact comparison of two typed values (IEEE rules for NaN)."""
-    if isinstance(left, float | np.floating) and np.isnan(left) or isinstance(right, float | np.floating) \
-            and np.isnan(right):
-        return op == "!="
-    a, b = _comparable(left), _comparable(right)
+    """An exact comparison of two typed values (IEEE rules for NaN: only ``!=`` holds)."""
+    a = float(left) if isinstance(left, np.floating) else left
+    b = float(right) if isinstance(right, np.floating) else right
+    # Python compares floats, ints and Fractions exactly (and NaN as IEEE does)
     return {"<=": a <= b, "<": a < b, ">=": a >= b, ">": a > b, "==": a == b, "!=": a != b}[op]
-
-
-def _comparable(value):
-    if isinstance(value, np.floating) and not np.isfinite(value):
-        return float(value)
-    if isinstance(value, (np.floating, float)):
-        return Fraction(float(value))
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def evaluate(formula: Formula, values: Mapping[str, np.ndarray]) -> bool:
@@ -319,8 +320,9 @@ def evaluate(formula: Formula, values: Mapping[str, np.ndarray]) -> bool:
 
 
 def satisfies(query: Query, values: Mapping[str, np.ndarray]) -> bool:
-    """Whether the assignment satisfies every assertion of ``query``."""
-    return all(evaluate(assertion, values) for assertion in query.assertions)
+    """Whether the assignment satisfies every assertion of ``query`` (those about outputs and hidden values
+    first: they are the ones a candidate usually fails)."""
+    return all(evaluate(assertion, values) for assertion in query.ordered_assertions)
 
 
 def failing_assertion(query: Query, values: Mapping[str, np.ndarray]) -> int | None:
