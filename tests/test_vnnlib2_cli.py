@@ -215,3 +215,14 @@ def test_shipped_two_copy_query_finds_a_witness_with_equal_inputs(capsys):
     code, out, _ = run(capsys, "verify", root / "acasxu_like_prop_1_v2.vnnlib", "--network",
                        f"acas={root / 'acasxu_like.onnx'}", "--timeout", "60")
     assert (code, out) == (0, "unsat\n")
+
+
+def test_a_1_0_property_through_the_standard_form(capsys):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "models"
+    model = f"N={root / 'acasxu_like.onnx'}"
+    code, out, _ = run(capsys, "verify", root / "acasxu_like_prop_1.vnnlib", "--network", model, "--timeout", "60")
+    assert (code, out) == (0, "unsat\n")
+    code, out, _ = run(capsys, "verify", root / "acasxu_like_prop_2.vnnlib", "--network", model, "--timeout", "60")
+    assert code == 0 and out.startswith("sat\n((X_0 ")
