@@ -210,10 +210,12 @@ def _to_type(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, variable: Vari
     return value.astype(np.float64) if variable.element_type == REAL else value
 
 
-def _sample_executions(spec, checker: WitnessChecker, seed: int = 0, per_case: int = 8, max_cases: int = 16):
+def _sample_executions(spec, checker: WitnessChecker, seed: int = 0, per_case: int = 8, max_cases: int = 16,
+                       until: float | None = None):
     """A point of some case's box whose execution by onnxruntime satisfies the query (the box's centre, its two
-    extreme corners and random points), or ``None``. The engine's attacks run the exact function; this finds
-    the witnesses that exist only because of the networks' floating-point rounding."""
+    extreme corners and random points), or ``None`` (also once ``until``, a ``time.monotonic()`` time, has
+    passed). The engine's attacks run the exact function; this finds the witnesses that exist only because of
+    the networks' floating-point rounding."""
     from verifier.complete.result import Counterexample
 
     rng = np.random.default_rng(seed)
@@ -221,6 +223,8 @@ def _sample_executions(spec, checker: WitnessChecker, seed: int = 0, per_case: i
         points = [(case.lower + case.upper) / 2, case.lower, case.upper]
         points += list(rng.uniform(case.lower, case.upper, (per_case - len(points), len(case.lower))))
         for x in points:
+            if until is not None and time.monotonic() > until:
+                return None
             candidate = Counterexample(x=np.asarray(x, dtype=np.float64), y=np.zeros(0), case=index)
             if checker.accept(candidate):
                 return candidate
@@ -303,13 +307,17 @@ def verify_query(
 
     if spec.cases and _refuted_at_root(network, spec, options.float64):
         result = Result("unsat", stats={"method": "root bounds (CROWN and IBP)"})
-    elif (witness := _sample_executions(spec, checker, options.seed)) is not None:
+    elif (witness := _sample_executions(spec, checker, options.seed,
+                                        until=None if remaining is None else time.monotonic() + remaining / 4)) \
+            is not None:
         result = Result("sat", counterexample=witness, stats={"method": "sampling with onnxruntime"})
     else:
         checker.rejected = 0   # count only the search's candidates
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         result = verify(network, spec, timeout=remaining, options=options)
+    phases = {**stats["phases"], **result.stats.get("phases", {})}
     stats.update(result.stats)
+    stats["phases"] = phases
     status, message = result.status, result.message
     if status == "unsat" and lowered.unbounded_inputs:
         status = "unknown"
