@@ -28,7 +28,10 @@ COMMANDS = {
     "bench": "run a VNN-COMP instances.csv: resumable, parallel, scored, with plots",
     "smooth": "certify robustness by randomized smoothing (Cohen et al. 2019)",
     "certify": "certified accuracy of a model over a dataset, per epsilon and certification method",
+    "supports": "report supported ONNX operators, element types, VNN-LIB versions and theories",
 }
+#: the full name printed by ``verifier --name`` (VNN-LIB standard command line)
+NAME = "verifier: sound neural-network verification (IBP, CROWN, alpha/beta-CROWN branch and bound)"
 
 #: exit codes: bad input (and any error), interrupted by Ctrl-C
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
@@ -90,12 +93,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str], name: str | None, standalone: bool, started: float) -> int:
+    if argv[:1] in (["--name"], ["--version"]):  # the VNN-LIB standard's global options
+        print(NAME if argv[0] == "--name" else _version())
+        return 0
     commands = _available()
     top = OneLineParser(
         prog="verifier",
         description="Neural-network verification engine: prove properties of ONNX networks or find counterexamples.",
         epilog="Commands:\n" + "\n".join(f"  {n:8s} {h}" for n, h in commands.items())
-        + "\n\nRun 'verifier COMMAND --help' for the options of a command.",
+        + "\n\nRun 'verifier COMMAND --help' for the options of a command; 'verifier --name' and 'verifier "
+        "--version' print the name and version.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     top.add_argument("command", choices=sorted(commands), metavar="COMMAND", help="one of: " + ", ".join(commands))
@@ -183,6 +190,16 @@ def _catch_interrupts():
 
     previous = signal.signal(signal.SIGINT, interrupted)
     return lambda: signal.signal(signal.SIGINT, previous)
+
+
+def _version() -> str:
+    """The package version, without importing the package (which imports torch)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "__init__.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "([^"]+)"', text, re.M)
+    return match.group(1) if match else "unknown"
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ Examples:
   verifier verify models/acasxu_like.onnx models/acasxu_like_prop_1.vnnlib --timeout 60
   verifier verify net.onnx prop.vnnlib --results out.txt --json
   verifier verify models/digits_mlp.onnx --center models/digits_mlp_img0.npy --label 2 --eps 0.05
+  verifier verify query.vnnlib --network N=net.onnx --timeout 60     (VNN-LIB 2.0, the standard's form)
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse models and properties whose tensors or folded constants need more memory "
                         "than this (default: a quarter of the available memory)")
     add_device_argument(parser)
+    standard = parser.add_argument_group("VNN-LIB standard form: verify QUERY.vnnlib --network NAME=MODEL.onnx ...")
+    standard.add_argument("--network", action="append", metavar="NAME=MODEL", help="the model of a declared network")
+    standard.add_argument("--serialise-assignments", metavar="DIR", help="after sat, write DIR/VARIABLE.pb")
     robust = parser.add_argument_group("robustness property (instead of a VNN-LIB file)")
     robust.add_argument("--center", metavar="X.npy", help="the input whose classification must be robust")
     robust.add_argument("--label", type=int, help="its class")
@@ -224,6 +228,10 @@ def warm_up() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from verifier.commands import standard
+
+    if standard.is_standard(args):  # VNN-LIB 2.0 / the standard command line: verifier.commands.standard
+        return standard.run(args)
     deadline = (getattr(args, "started_at", None) or process_started_at()) + args.timeout
     answer = Answer(args)
     if getattr(args, "standalone", False):  # a process of its own: a supervisor enforces the deadline

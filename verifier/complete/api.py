@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,9 @@ class VerifyOptions:
     cuts: bool = False
     memory_limit: int | None = None
     monitor: Any = None
+    #: a further check of each validated counterexample (e.g. a VNN-LIB 2.0 query's own semantics): a witness
+    #: it rejects is not reported and the search goes on
+    accept: Callable[[Counterexample], bool] | None = None
 
 
 def verify(
@@ -171,7 +175,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
         lower, upper = problem.exact_lower, problem.exact_upper
         for point in points[:8]:
             witness = validate(network, spec, point.detach().double().cpu().numpy(), lower, upper)
-            if witness is not None:
+            if witness is not None and (options.accept is None or options.accept(witness)):
                 return witness
         return None
 
@@ -380,6 +384,11 @@ def _prepared(network: Network, device: torch.device, dtype: torch.dtype, owned:
     if owned and network.dtype == dtype:
         return network.to(device)
     return copy.deepcopy(network).to(device, dtype)
+
+
+def _as_dtype(network: Network, dtype: torch.dtype) -> Network:
+    """The network in ``dtype`` on its own device: itself, or a copy."""
+    return _prepared(network, network.device, dtype, owned=False)
 
 
 def load_result_witness(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

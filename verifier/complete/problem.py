@@ -39,6 +39,7 @@ class Problem:
     #: under float soundness, the rounding-error model of the bound computations
     #: (:class:`verifier.complete.float_sound.RoundingModel`); its row errors are then the tolerance
     rounding: object | None = None
+    strict: Tensor | None = None   # [R] bool: rows ``C f(x) < d``, refuted by a margin lower bound >= 0
 
     @classmethod
     def from_group(cls, group: BoxGroup, network: Network) -> Problem:
@@ -64,6 +65,7 @@ class Problem:
             case_indices=tuple(group.case_indices),
             exact_lower=np.asarray(group.lower, dtype=np.float64).reshape(-1),
             exact_upper=np.asarray(group.upper, dtype=np.float64).reshape(-1),
+            strict=None if getattr(group, "strict", None) is None else torch.as_tensor(np.asarray(group.strict)),
         )
 
     @property
@@ -104,12 +106,18 @@ class Problem:
             exact_lower=self.exact_lower, exact_upper=self.exact_upper,
             tolerance=self.tolerance[rows] if isinstance(self.tolerance, Tensor) else self.tolerance,
             rounding=None if self.rounding is None else self.rounding.restrict(rows),
+            strict=None if self.strict is None else self.strict[rows],
         ), rows
 
     def refuted(self, lower_margins: Tensor) -> Tensor:
         """``[N, n_cases]``: cases with a row whose margin lower bound is positive (above :attr:`tolerance`)
-        on the domain."""
-        return self.case_max(lower_margins - self.tolerance) > 0
+        on the domain; a strict row (``C f(x) < d``: its unsafe set is open) is refuted by a margin of exactly
+        the tolerance too."""
+        margins = lower_margins - self.tolerance
+        if self.strict is not None:
+            margins = torch.where(self.strict.to(margins.device) & (margins >= 0),
+                                  margins.clamp(min=torch.finfo(margins.dtype).tiny), margins)
+        return self.case_max(margins) > 0
 
 
 def round_outward(lower: np.ndarray, upper: np.ndarray, dtype: torch.dtype,

@@ -211,8 +211,8 @@ def onnx_to_graph(model: onnx.ModelProto, where: str = "the model", dtype: torch
                         f"but ONNX shape inference says {tuple(expected)}"
                     )
     output = graph.output[0].name
-    if output in constants:
-        raise ModelLoadError(f"{where}: the output {quote(output)} does not depend on the input")
+    if output in constants or builder.resolve(output) == builder.input_name:
+        _trivial_output(builder, output, constants, where)
     if builder.resolve(output) not in builder.shapes:
         raise ModelLoadError(f"{where}: the output {quote(output)} is not computed by any node")
     builder.set_output(output)
@@ -235,6 +235,23 @@ def _attributes(node: onnx.NodeProto, where: str) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 - an attribute without a value, an unknown type...
         raise ModelLoadError(f"{where}: node {node_label(node)} has an unreadable attribute: "
                              f"{shorten(error, 120)}") from None
+
+
+def _trivial_output(builder: GraphBuilder, output: str, constants: dict[str, np.ndarray], where: str) -> None:
+    """Give a model whose output is a constant (independent of the input) or the input itself a node computing
+    it, so that the graph IR has an operator between input and output."""
+    from verifier.ops.elementwise import Affine
+    from verifier.ops.select import ConstantOutput
+
+    if output in constants:
+        value = np.asarray(constants[output], dtype=np.float64)
+        op = ConstantOutput(torch.from_numpy(value).to(builder.dtype), builder.input_shape)
+    else:
+        op = Affine(None, None, builder.input_shape)
+    name = f"{output}::trivial"
+    builder.add(op, [builder.input_name], name, f"{where}: output {output!r}")
+    builder.aliases.pop(output, None)
+    builder.alias(output, name)
 
 
 def _input_shape(value_info: onnx.ValueInfoProto, where: str) -> tuple[int, ...]:

@@ -10,6 +10,8 @@ from verifier.ops import (  # noqa: F401
     nonconvex,
     piecewise,
     pooling,
+    rounding,
+    select,
     shape,
     smooth,
     softmax,

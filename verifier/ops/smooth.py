@@ -183,7 +183,8 @@ def _onnx_reciprocal(node: SourceNode) -> Reciprocal:
 
 @onnx_op("Pow")
 def _onnx_pow(node: SourceNode):
-    """``Pow(x, p)`` with a constant scalar ``p``, and ``Pow(c, x) = exp(x log c)`` with a constant ``c > 0``."""
+    """``Pow(x, p)`` with a constant ``p`` (one number, or a tensor: :class:`verifier.ops.select.PowerPerElement`;
+    ``p = 0`` is the constant 1), and ``Pow(c, x) = exp(x log c)`` with a constant ``c > 0``."""
     if node.is_const(0) and not node.is_const(1):
         base = np.asarray(node.const(0), dtype=np.float64)
         if base.size != 1 or base.item() <= 0:
@@ -193,11 +194,14 @@ def _onnx_pow(node: SourceNode):
     if exponent is None:
         raise node.unsupported("the exponent must be a constant")
     exponent = np.asarray(exponent, dtype=np.float64)
-    if exponent.size != 1:
-        raise node.unsupported(f"the exponent must be one number, got shape {exponent.shape}")
+    if exponent.size != 1 and np.all(exponent == exponent.reshape(-1)[0]):
+        exponent = exponent.reshape(-1)[:1]  # a tensor of one repeated value (its shape is handled below)
+    from verifier.ops.select import power_per_element
+
+    per_element = power_per_element(node, exponent)
+    if per_element is not None:  # exponent 0, or several exponents, or an exponent that broadcasts x
+        return per_element
     op = power(float(exponent.reshape(())))
-    if op is None:
-        raise node.unsupported("exponent 0")
     return node.inputs[0] if op == "identity" else op
 
 

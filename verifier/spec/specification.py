@@ -29,6 +29,9 @@ class Case:
     upper: np.ndarray
     C: np.ndarray
     d: np.ndarray
+    #: ``[k]`` bool or ``None`` (all non-strict): a strict row is ``C_r . f(x) < d_r`` and is refuted already by
+    #: ``C_r . f(x) >= d_r`` (VNN-LIB 2.0 ``<``, ``>``, ``!=``)
+    strict: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +50,7 @@ class BoxGroup:
     C: np.ndarray
     d: np.ndarray
     row_case: np.ndarray
+    strict: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,5 +91,14 @@ def group_by_box(cases: tuple[Case, ...] | list[Case], n_outputs: int) -> list[B
             C=np.concatenate(Cs) if Cs else np.zeros((0, n_outputs)),
             d=np.concatenate([cases[i].d for i in indices]),
             row_case=np.repeat(np.arange(len(indices)), [len(C) for C in Cs]),
+            strict=_stacked_strict([cases[i] for i in indices]),
         ))
     return groups
+
+
+def _stacked_strict(cases: list[Case]) -> np.ndarray | None:
+    """The strictness of the stacked rows of ``cases`` (``None`` when no row is strict)."""
+    if all(case.strict is None or not case.strict.any() for case in cases):
+        return None
+    return np.concatenate([np.zeros(len(c.d), dtype=bool) if c.strict is None else np.asarray(c.strict, dtype=bool)
+                           for c in cases])

@@ -46,6 +46,12 @@ def parse_vnnlib(
         raise ResourceLimitError(f"{label}: about {asserts} assertions, more than the limit of {max_assertions} "
                                  "(max_assertions= raises it)")
     source = Source(text, label)
+    from verifier.spec.vnnlib2 import vnnlib_version
+
+    if vnnlib_version(source.text) is not None:
+        raise SpecError(f"{source.name}: this is a VNN-LIB 2.0 query (it starts with a vnnlib-version header): "
+                        "decide it with verifier.frontend.query_verify.verify_query, or on the command line with "
+                        "'verifier verify QUERY --network NAME=MODEL.onnx'")
     parsed = parse_property(source)
     inputs = _check_declared(parsed, parsed.input_declarations, "X", "input", n_inputs)
     outputs = _check_declared(parsed, parsed.output_declarations, "Y", "output", n_outputs)
