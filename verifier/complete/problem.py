@@ -46,7 +46,7 @@ class Problem:
         """The group's box and rows as tensors of the network's type. The box is widened one float64 unit
         and rounded *outward* (:func:`round_outward`), so no point of the box written in the file is lost to
         rounding."""
-        dtype, device = network.dtype, network.device
+        dtype, device = network.dtype, getattr(network, "device", torch.device("cpu"))
 
         def tensor(a: np.ndarray) -> Tensor:
             return torch.as_tensor(np.array(a, dtype=np.float64), device=device).to(dtype)
