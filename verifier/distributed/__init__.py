@@ -1,0 +1,1 @@
+"""Parallel and distributed runs on Dask (optional extra ``verifier[distributed]``)."""

@@ -1,0 +1,190 @@
+"""Dask clusters for the verifier: a local one of worker processes, or an existing one by its scheduler's address.
+
+Dask (``dask.distributed``) is an optional extra: ``pip install "verifier[distributed]"``. Without it every
+function here raises :class:`DistributedError` saying so in one line; nothing else of the package needs it.
+
+A *local* cluster is ``N`` worker processes on this machine (one thread each: one branch-and-bound search or
+one benchmark instance per process), with its scheduler in this process, no dashboard, and
+``allowed_failures=0``: a task whose worker dies fails at once with ``KilledWorker``, so that the caller, who
+keeps the books, re-queues it itself (and counts it) instead of Dask re-running it silently. An *existing*
+cluster (``tcp://HOST:PORT``, started with ``dask scheduler`` / ``dask worker``, dask-jobqueue, SSH...) keeps its
+own settings; the callers here tolerate a silent re-run too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from verifier.errors import VerifierError
+
+#: how to get Dask, in one line
+INSTALL_HINT = 'Dask is not installed; install the extra: pip install "verifier[distributed]"'
+
+
+class DistributedError(VerifierError):
+    """Dask is missing, a scheduler cannot be reached, no worker joined in time, or a cluster spec is malformed."""
+
+
+def require_dask() -> Any:
+    """The ``distributed`` module, or :class:`DistributedError` with the install hint."""
+    try:
+        import distributed
+    except ImportError:
+        raise DistributedError(INSTALL_HINT) from None
+    return distributed
+
+
+def dask_available() -> bool:
+    """Whether ``dask.distributed`` can be imported."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def parse_local(spec: str) -> int:
+    """The worker count of a ``local:N`` cluster spec."""
+    kind, _, count = spec.partition(":")
+    if kind != "local" or not count.isdigit() or int(count) < 1:
+        raise DistributedError(f"--cluster takes local:N with N >= 1 worker processes (e.g. local:4), got {spec!r}")
+    return int(count)
+
+
+class Cluster:
+    """A connected Dask client, and the local cluster it owns (if any), closed together by :meth:`close`."""
+
+    def __init__(self, client: Any, owned: Any = None, description: str = ""):
+        self.client = client
+        self.owned = owned
+        self.description = description
+
+    @property
+    def address(self) -> str:
+        return str(self.client.scheduler.address)
+
+    def nthreads(self) -> int:
+        """Worker threads connected now (each runs one task at a time)."""
+        try:
+            return int(sum(self.client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a scheduler gone away has no workers
+            return 0
+
+    def wait_for_workers(self, count: int = 1, timeout: float | None = 60.0) -> None:
+        """Block until ``count`` workers are connected, or raise :class:`DistributedError` after ``timeout``."""
+        try:
+            self.client.wait_for_workers(count, timeout=timeout)
+        except Exception as error:  # noqa: BLE001 - dask raises TimeoutError or OSError variants
+            raise DistributedError(f"no Dask worker joined {self.description or self.address} within "
+                                   f"{timeout:g} s ({type(error).__name__})") from None
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Disconnect; stop the workers and scheduler of an owned local cluster."""
+        try:
+            self.client.close(timeout=timeout)
+        except Exception:  # noqa: BLE001 - closing what already broke
+            pass
+        if self.owned is not None:
+            try:
+                self.owned.close(timeout=timeout)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True) -> Cluster:
+    """A cluster of ``workers`` processes on this machine, ``threads_per_worker`` threads each, started and
+    connected (its start-up, about 1.5 s plus each worker's imports, happens here)."""
+    require_dask()
+    from distributed import Client, LocalCluster
+
+    if workers < 1:
+        raise DistributedError(f"the number of workers must be at least 1, got {workers}")
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                           dashboard_address=None, memory_limit=0,
+                           silence_logs=logging.CRITICAL if quiet else logging.WARNING,
+                           scheduler_kwargs={"allowed_failures": 0})
+    try:
+        client = Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+    return Cluster(client, cluster, f"a local cluster of {workers} worker processes")
+
+
+def connect(address: str, timeout: float = 30.0) -> Cluster:
+    """A client of the existing Dask cluster whose scheduler listens at ``address`` (``tcp://HOST:PORT``)."""
+    require_dask()
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=timeout)
+    except Exception as error:  # noqa: BLE001 - OSError, TimeoutError, ValueError for a bad address
+        raise DistributedError(f"cannot reach the Dask scheduler at {address}: {type(error).__name__}: "
+                               f"{str(error).splitlines()[0] if str(error) else 'no answer'}") from None
+    return Cluster(client, None, f"the Dask scheduler at {address}")
+
+
+def use_client(client: Any) -> Cluster:
+    """Wrap a caller's own ``dask.distributed.Client`` (closing the result leaves the client open)."""
+    wrapped = Cluster(client, None, f"the Dask scheduler at {client.scheduler.address}")
+    wrapped.close = lambda timeout=10.0: None  # type: ignore[method-assign] - the caller owns it
+    return wrapped
+
+
+class ClusterStarter:
+    """Starts a cluster in a background thread, so that its start-up overlaps the caller's own work (loading,
+    attack, root bound); :meth:`get` waits for it until a monotonic ``end``, then returns it (or None)."""
+
+    def __init__(self, start: Any):
+        self._start = start
+        self._cluster: Cluster | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self.started_at = time.monotonic()
+        self.ready_after: float | None = None
+        self._thread = threading.Thread(target=self._run, name="verifier-cluster-start", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._cluster = self._start()
+            self.ready_after = time.monotonic() - self.started_at
+        except BaseException as error:  # noqa: BLE001 - handed to whoever asks for the cluster
+            self._error = error
+        finally:
+            self._done.set()
+
+    def ready(self) -> bool:
+        return self._done.is_set()
+
+    def get(self, end: float | None = None) -> Cluster | None:
+        """The cluster once started; None if ``end`` passes first; the start's error, if it failed."""
+        timeout = None if end is None else max(0.0, end - time.monotonic())
+        if not self._done.wait(timeout):
+            return None
+        if self._error is not None:
+            raise self._error
+        return self._cluster
+
+    def close(self) -> None:
+        """Close the cluster, also one whose start is still under way (in the background)."""
+        if self._done.is_set():
+            if self._cluster is not None:
+                self._cluster.close()
+            return
+
+        def close_when_started() -> None:
+            self._done.wait()
+            if self._cluster is not None:
+                self._cluster.close()
+
+        threading.Thread(target=close_when_started, name="verifier-cluster-close", daemon=True).start()
