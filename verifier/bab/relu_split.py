@@ -18,6 +18,7 @@ costs the bound (``a_j`` the bound's coefficient on the ReLU output).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,7 +39,7 @@ from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermed
 from verifier.cancel import checkpoint
 from verifier.complete.deadline import Deadline
 from verifier.complete.problem import Problem
-from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT
+from verifier.complete.result import PAUSED, SAT, TIMEOUT, UNKNOWN, UNSAT
 from verifier.ir import Graph, Node
 from verifier.kernels import relu_backward
 from verifier.network import Network
@@ -383,35 +384,110 @@ def relu_split_search(
 ) -> tuple[str, object | None]:
     """Run the search; returns ``(status, counterexample or None)``. ``method="bounds"`` stops after the root
     bound (incomplete verification)."""
-    options = ReluSplitOptions()
-    if batch:
-        options.batch = batch
-    search = ReluBranchAndBound(network, problem, options, stats)
-    root = search.root()
-    stats["root_lower_bound"] = float(search.problem.case_max(root.lb).min())
-    refuted = problem.refuted(root.lb)[0]
-    if bool(refuted.all()):
-        stats["domains"] = 1
-        return UNSAT, None
-    if method == "bounds":
-        stats["unknown_reason"] = "the bounds do not prove the property and branching is off"
-        return UNKNOWN, None
-    # cases refuted on the whole box need no more work: the search continues on the others' rows only
-    problem, rows = problem.restrict(~refuted)
-    search.restrict(problem)
-    root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
-                   {k: v[:, rows] for k, v in root.betas.items()}, root.lb[:, rows])
-    visited, stuck_domains = 1, 0
-    # the open domains, as a stack of batches with the coefficients of their last bound pass (the root's come
-    # from one plain pass). Depth first, one batch at a time: the open set stays small and no step copies all
-    # of it (breadth first, one step's copies of 19 000 open domains took 4 s on mnist_fc 256x4)
-    stack = [search.bound(root, 1)]
-    open_count = 1
+    search = ReluSplitSearch(network, problem, stats, try_candidates, batch)
+    found = search.start(method)
+    return found if found is not None else search.run(deadline)
+
+
+class ReluSplitSearch:
+    """One ReLU-split search (see :func:`relu_split_search`): the bounding and branching
+    (:class:`ReluBranchAndBound`), the open domains (a stack of bounded batches, depth first) and the counters.
+    :meth:`run` goes on until a verdict, the deadline or, for a time slice, until ``pause()`` says so;
+    :meth:`frontier` hands the open domains out and :meth:`add` takes such domains in, so that the search can
+    continue elsewhere (:mod:`verifier.distributed`). A domain's depth is its number of split ReLUs, so it
+    is ``2^-depth`` of the root; ``closed`` counts the refuted domains by depth, ``stuck`` those whose every
+    phase is fixed that the linear program left undecided."""
+
+    def __init__(self, network: Network, problem: Problem, stats: dict,
+                 try_candidates: Callable[[Tensor], object | None], batch: int | None = None):
+        options = ReluSplitOptions()
+        if batch:
+            options.batch = batch
+        self.search = ReluBranchAndBound(network, problem, options, stats)
+        self.network, self.problem, self.options, self.stats = network, problem, options, stats
+        self.try_candidates = try_candidates
+        self.keep_cases = torch.ones(problem.n_cases, dtype=torch.bool)
+        self.stack: list[tuple[Domains, Tensor | None, dict[str, Tensor]]] = []
+        self.visited = self.open_count = self.stuck_domains = 0
+        self.closed: Counter[int] = Counter()
+        self.stuck: Counter[int] = Counter()
+
+    def start(self, method: str = "relu-split") -> tuple[str, object | None] | None:
+        """Bound the root (full alpha-CROWN): a verdict if that settles it, else None with the root on the stack
+        and the problem restricted to the cases the root leaves open."""
+        search, problem, stats = self.search, self.problem, self.stats
+        root = search.root()
+        stats["root_lower_bound"] = float(search.problem.case_max(root.lb).min())
+        refuted = problem.refuted(root.lb)[0]
+        if bool(refuted.all()):
+            stats["domains"] = 1
+            self.closed[0] += 1
+            return UNSAT, None
+        if method == "bounds":
+            stats["unknown_reason"] = "the bounds do not prove the property and branching is off"
+            return UNKNOWN, None
+        # cases refuted on the whole box need no more work: the search continues on the others' rows only
+        rows = self.restrict(~refuted)
+        root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
+                       {k: v[:, rows] for k, v in root.betas.items()}, root.lb[:, rows])
+        self.visited = 1
+        # the open domains, as a stack of batches with the coefficients of their last bound pass (the root's come
+        # from one plain pass). Depth first, one batch at a time: the open set stays small and no step copies all
+        # of it (breadth first, one step's copies of 19 000 open domains took 4 s on mnist_fc 256x4)
+        self.stack.append(self.search.bound(root, 1))
+        self.open_count = 1
+        return None
+
+    def restrict(self, keep_cases: Tensor) -> Tensor:
+        """Continue on the cases ``keep_cases`` only (see :meth:`Problem.restrict`); returns the rows kept."""
+        self.problem, rows = self.problem.restrict(keep_cases)
+        self.search.restrict(self.problem)
+        self.keep_cases = keep_cases
+        return rows
+
+    def add(self, domains: Domains) -> None:
+        """Continue with open domains handed out by another search's :meth:`frontier` (bounded once more
+        without optimisation, for the coefficients that branching reads)."""
+        for start in range(0, len(domains), self.options.batch):
+            part = domains.select(torch.arange(start, min(start + self.options.batch, len(domains))))
+            self.stack.append(self.search.bound(part, 1))
+            self.open_count += len(part)
+
+    def frontier(self) -> Domains | None:
+        """Every open domain, shallowest first (None when there is none), leaving this search empty."""
+        if not self.stack:
+            return None
+        domains = Domains.cat([entry[0] for entry in self.stack])
+        self.stack.clear()
+        self.open_count = 0
+        return domains
+
+    def run(self, deadline: Deadline, pause: Callable[[], bool] | None = None) -> tuple[str, object | None]:
+        """Search until a verdict or ``deadline`` (``timeout``); with ``pause``, also stop (``paused``, the
+        open domains kept) at the first step where ``pause()`` is true."""
+        return _search(self, deadline, pause)
+
+
+def depths(domains: Domains) -> Tensor:
+    """``[D]``: the number of split ReLUs of each domain (each split halves a domain's share of the root)."""
+    return sum((split != 0).sum(1) for split in domains.splits.values())
+
+
+def _search(state: ReluSplitSearch, deadline: Deadline, pause: Callable[[], bool] | None
+            ) -> tuple[str, object | None]:
+    """The loop of :meth:`ReluSplitSearch.run`."""
+    network, problem, options, stats = state.network, state.problem, state.options, state.stats
+    search, stack, try_candidates = state.search, state.stack, state.try_candidates
+    visited, open_count, stuck_domains = state.visited, state.open_count, state.stuck_domains
     take = max(1, options.batch // 2)          # parents per step: their children fill one bound batch
     while stack:
         if deadline.expired():
             stats.update(domains=visited, open_domains=open_count)
             return TIMEOUT, None
+        if pause is not None and pause():
+            stats.update(domains=visited, open_domains=open_count)
+            state.visited, state.open_count, state.stuck_domains = visited, open_count, stuck_domains
+            return PAUSED, None
         entry = stack.pop()
         if len(entry[0]) > take:
             stack.append(_select_entry(entry, torch.arange(take, len(entry[0]))))
@@ -423,6 +499,7 @@ def relu_split_search(
             stats["domains"] = visited
             return SAT, witness
         children, stuck = search.branch(pool, coefficients)
+        pool_depths = depths(pool) if bool(stuck.any()) else None
         for index in stuck.nonzero().flatten().tolist():
             verdict, point = decide_fixed_phases(
                 search.graph, problem, {k: (lo[index], hi[index]) for k, (lo, hi) in pool.bounds.items()},
@@ -435,6 +512,7 @@ def relu_split_search(
                     return SAT, witness
             if verdict != "refuted":
                 stuck_domains += 1
+            (state.closed if verdict == "refuted" else state.stuck)[int(pool_depths[index])] += 1
         for start in range(0, len(children), options.batch):
             if deadline.expired():  # children not bounded yet: the search is incomplete
                 stats.update(domains=visited, open_domains=open_count + len(children) - start)
@@ -442,7 +520,9 @@ def relu_split_search(
             part = children.select(torch.arange(start, min(start + options.batch, len(children))))
             bounded, part_A, part_coefficients = search.bound(part, options.iterations)
             visited += len(bounded)
-            open_ = (~problem.refuted(bounded.lb).all(1)).nonzero().flatten()
+            refuted = problem.refuted(bounded.lb).all(1)
+            state.closed.update(depths(part)[refuted].tolist())
+            open_ = (~refuted).nonzero().flatten()
             if len(open_):
                 stack.append(_select_entry((bounded, part_A, part_coefficients), open_))
                 open_count += len(open_)
