@@ -114,6 +114,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "scikit-learn>=1.2", "ruff>=0.4"],
+        # parallel and distributed runs: verify --workers/--scheduler, bench --cluster/--scheduler
+        "distributed": ["dask[distributed]>=2024.1"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

@@ -484,10 +484,11 @@ def _search(state: ReluSplitSearch, deadline: Deadline, pause: Callable[[], bool
         if deadline.expired():
             stats.update(domains=visited, open_domains=open_count)
             return TIMEOUT, None
-        if pause is not None and pause():
-            stats.update(domains=visited, open_domains=open_count)
+        if pause is not None:  # the counters as of now, for pause() and for whoever continues the search
             state.visited, state.open_count, state.stuck_domains = visited, open_count, stuck_domains
-            return PAUSED, None
+            if pause():
+                stats.update(domains=visited, open_domains=open_count)
+                return PAUSED, None
         entry = stack.pop()
         if len(entry[0]) > take:
             stack.append(_select_entry(entry, torch.arange(take, len(entry[0]))))

@@ -11,12 +11,16 @@ the bound engine does not handle, or a network too large for the memory budget),
 certifies the Gaussian-smoothed classifier instead (Cohen et al. 2019): a probabilistic statement about the
 smoothed classifier, reported with the verdict `unknown` and never as `unsat`.
 
+--workers N spreads the branch and bound of one instance over N local worker processes, --scheduler
+tcp://HOST:PORT over an existing Dask cluster (both need the extra: pip install "verifier[distributed]").
+
 Exit codes: 0 on any verdict (read it from the output), 2 on bad input (unreadable model or property).
 
 Examples:
   verifier verify models/acasxu_like.onnx models/acasxu_like_prop_1.vnnlib --timeout 60
   verifier verify net.onnx prop.vnnlib --results out.txt --json
   verifier verify models/digits_mlp.onnx --center models/digits_mlp_img0.npy --label 2 --eps 0.05
+  verifier verify models/acasxu_like.onnx models/acasxu_like_prop_1.vnnlib --workers 2
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="search method (default auto: chosen from the network and property)")
     parser.add_argument("--no-attack", action="store_true", help="skip the falsification phase")
     parser.add_argument("--seed", type=int, default=0, help="seed of the attacks (default 0)")
+    spread = parser.add_mutually_exclusive_group()
+    spread.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="search over N local worker processes (Dask; pip install \"verifier[distributed]\")")
+    spread.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="search over the workers of this Dask cluster (pip install \"verifier[distributed]\")")
     robust = parser.add_argument_group("robustness property (instead of a VNN-LIB file)")
     robust.add_argument("--center", metavar="X.npy", help="the input whose classification must be robust")
     robust.add_argument("--label", type=int, help="its class")
@@ -60,10 +69,13 @@ def run(args: argparse.Namespace) -> int:
     if args.property is not None:
         if args.center is not None:
             raise VerifierError("give either a VNN-LIB property or --center/--label/--eps, not both")
-        result = verify(args.model, args.property, timeout=remaining, options=options)
+        result = verify(args.model, args.property, timeout=remaining, options=options, workers=args.workers,
+                        scheduler=args.scheduler)
     else:
         if args.center is None or args.label is None or args.eps is None:
             raise VerifierError("give a VNN-LIB property file, or --center X.npy --label L --eps E")
+        if args.workers is not None or args.scheduler is not None:
+            raise VerifierError("--workers and --scheduler apply to VNN-LIB properties (give the property as a file)")
         from pathlib import Path
 
         import numpy as np

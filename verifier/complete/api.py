@@ -58,6 +58,10 @@ def verify(
     spec: Specification | str | os.PathLike,
     timeout: float | None = None,
     options: VerifyOptions | None = None,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client=None,
 ) -> Result:
     """Decide whether any input in the property's boxes violates its output constraints.
 
@@ -65,10 +69,25 @@ def verify(
     VNN-LIB path. ``timeout``: wall-clock seconds (``None``: no limit); the answer comes by then.
     Returns a :class:`Result` with ``status`` ``sat`` (with a validated counterexample), ``unsat``,
     ``unknown`` or ``timeout`` and statistics (time per phase, domains visited).
+
+    Branch and bound over several processes (:mod:`verifier.distributed`, needs the extra
+    ``verifier[distributed]``): ``workers=N`` starts N local worker processes for this run, ``scheduler=
+    "tcp://HOST:PORT"`` uses an existing Dask cluster, ``client=`` a ``dask.distributed.Client`` of yours.
     """
     deadline = Deadline(timeout)
     options = options or VerifyOptions()
     stats: dict = {"phases": {}}
+    from verifier.distributed import start_parallel
+
+    starter = start_parallel(workers=workers, scheduler=scheduler, client=client)  # starts while we load
+    try:
+        return _verify(network, spec, deadline, options, stats, starter)
+    finally:
+        if starter is not None:
+            starter.close()
+
+
+def _verify(network, spec, deadline: Deadline, options: VerifyOptions, stats: dict, starter) -> Result:
     if not isinstance(network, Network):
         from verifier.api import load_onnx
 
@@ -88,16 +107,22 @@ def verify(
         )
     # every engine loop checks the limit; a little is kept back to write the answer
     end = None if deadline.end is None else deadline.end - min(0.2, 0.02 * max(0.0, deadline.remaining()))
+    parallel = None
+    if starter is not None:
+        from verifier.distributed.coordinator import ParallelVerifier
+
+        parallel = ParallelVerifier(starter, network, spec, stats)
     try:
         with time_limit(end):
-            result = _run(network, spec, deadline, options, stats)
+            result = _run(network, spec, deadline, options, stats, parallel)
     except TimeLimitReached:
         result = Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
     stats["time_s"] = deadline.elapsed()
     return result
 
 
-def _run(network: Network, spec: Specification, deadline: Deadline, options: VerifyOptions, stats: dict) -> Result:
+def _run(network: Network, spec: Specification, deadline: Deadline, options: VerifyOptions, stats: dict,
+         parallel=None) -> Result:
     groups = spec.box_groups()
     if not groups:
         return Result(UNSAT, stats=stats, message="the property has no satisfiable case")
@@ -149,7 +174,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
     stats["method"] = method
     statuses = []
     start = time.perf_counter()
-    for problem in problems:
+    for index, problem in enumerate(problems):
         if deadline.expired():
             statuses.append(TIMEOUT)
             break
@@ -162,7 +187,10 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                              o: InputSplitOptions = search_options) -> tuple[str, Counterexample | None]:
                 return input_split_search(bound_network, p, budget, o, stats, lambda points: try_candidates(points, p))
 
-            if small:
+            if small and parallel is not None:
+                status, witness = parallel.search(method, bound_network, problems, index, deadline,
+                                                  lambda points, p=problem: try_candidates(points, p), search_options)
+            elif small:
                 status, witness = split_inputs(deadline)
             else:
                 # many inputs and no ReLU: a short input-split search (it proves easy cases at once and checks
@@ -173,6 +201,9 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                         status = UNSAT
                     else:
                         status, witness = split_inputs(deadline)
+        elif parallel is not None and method == "relu-split":
+            status, witness = parallel.search(method, bound_network, problems, index, deadline,
+                                              lambda points, p=problem: try_candidates(points, p), batch=options.batch)
         else:
             from verifier.bab.relu_split import relu_split_search
 

@@ -14,6 +14,7 @@ own settings; the callers here tolerate a silent re-run too.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -108,16 +109,67 @@ def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True) -
 
     if workers < 1:
         raise DistributedError(f"the number of workers must be at least 1, got {workers}")
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=None, memory_limit=0,
-                           silence_logs=logging.CRITICAL if quiet else logging.WARNING,
-                           scheduler_kwargs={"allowed_failures": 0})
+    import dask
+
+    # no MALLOC_TRIM_THRESHOLD_ for our workers: it slows the search down twice (see tune_malloc)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                               dashboard_address=None, memory_limit=0,
+                               silence_logs=logging.CRITICAL if quiet else logging.WARNING,
+                               scheduler_kwargs={"allowed_failures": 0})
     try:
         client = Client(cluster)
+        warm_up(client)
     except BaseException:
         cluster.close()
         raise
     return Cluster(client, cluster, f"a local cluster of {workers} worker processes")
+
+
+#: what a worker imports before its first task (torch and the search: about 1.5 s per fresh process)
+WARM_UP = ("torch", "verifier.distributed.worker", "verifier.bab.input_split", "verifier.bab.relu_split",
+           "verifier.distributed.frontier", "onnxruntime")
+
+
+def _import_search_modules() -> None:
+    import importlib
+
+    tune_malloc()
+    for name in WARM_UP:
+        importlib.import_module(name)
+    from verifier.threads import ensure_threads
+
+    ensure_threads()
+
+
+_malloc_tuned = False
+
+
+def tune_malloc() -> None:
+    """Undo Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` in this (worker) process: with that variable set, glibc
+    serves every block over 128 KiB by a fresh ``mmap`` and gives memory back at once, so the search's many
+    short-lived tensors page-fault over and over (measured: a worker searched a mnist_fc subtree 2x slower
+    than the same code in a plain process). Thresholds near glibc's own dynamic ones are set instead
+    (``mallopt``, Linux/glibc only; elsewhere nothing happens)."""
+    global _malloc_tuned
+    if _malloc_tuned or not sys.platform.startswith("linux"):
+        return
+    _malloc_tuned = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 * 2**20)
+        libc.mallopt(m_trim_threshold, 128 * 2**20)
+    except (OSError, AttributeError):
+        pass
+
+
+def warm_up(client: Any) -> None:
+    """Import torch and the search modules on every worker connected now (they would otherwise be imported
+    on each worker's first task, on the search's clock)."""
+    client.run(_import_search_modules)
 
 
 def connect(address: str, timeout: float = 30.0) -> Cluster:
@@ -158,8 +210,12 @@ class ClusterStarter:
         try:
             self._cluster = self._start()
             self.ready_after = time.monotonic() - self.started_at
-        except BaseException as error:  # noqa: BLE001 - handed to whoever asks for the cluster
+        except VerifierError as error:
             self._error = error
+        except BaseException as error:  # noqa: BLE001 - handed to whoever asks for the cluster, in one line
+            detail = str(error).strip().splitlines()
+            self._error = DistributedError(f"the Dask cluster could not start: {type(error).__name__}"
+                                           + (f": {detail[0]}" if detail else ""))
         finally:
             self._done.set()
 
