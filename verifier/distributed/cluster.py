@@ -82,8 +82,9 @@ class Cluster:
             raise DistributedError(f"no Dask worker joined {self.description or self.address} within "
                                    f"{timeout:g} s ({type(error).__name__})") from None
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Disconnect; stop the workers and scheduler of an owned local cluster."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Disconnect; stop the workers and scheduler of an owned local cluster (a worker still busy after
+        ``timeout`` seconds is killed)."""
         try:
             self.client.close(timeout=timeout)
         except Exception:  # noqa: BLE001 - closing what already broke

@@ -47,13 +47,15 @@ from verifier.network import Network
 from verifier.spec.specification import Specification
 
 #: seconds a worker searches a subtree before it returns its open domains (unless asked to yield earlier)
-SLICE_S = 4.0
+SLICE_S = 8.0
 #: a task that has not answered this long past its slice counts as hung: its subtree is re-queued
 HANG_GRACE_S = 20.0
 #: a subtree runs at least this long before it may be asked to yield to an idle worker
 MIN_RUN_S = 0.5
 #: failures of a subtree's tasks that are not lost workers before the run gives up with an error
 MAX_FAILURES = 3
+#: seconds kept back before the deadline to stop the workers and close a local cluster
+SHUTDOWN_S = 2.0
 #: errors that mean the worker (not the search) is gone
 LOST = ("KilledWorker", "CancelledError", "FutureCancelledError", "CommClosedError", "StreamClosedError",
         "OSError", "TimeoutError")
@@ -190,11 +192,15 @@ class _Run:
             deadline
         self.info = owner.info
         self.in_flight: dict[str, _InFlight] = {}
+        # kept back to stop the workers (and close a local cluster) before the deadline
+        total = 0.0 if deadline.end is None else deadline.end - deadline.start
+        self.reserve = min(SHUTDOWN_S, 0.05 * total)
         self.done: queue.Queue[str] = queue.Queue()
         self.failure = ""
 
     def loop(self) -> tuple[str, Counterexample | None]:
         stats, ledger = self.owner.stats, self.ledger
+        started = time.monotonic()
         try:
             while True:
                 if ledger.proved():
@@ -204,7 +210,7 @@ class _Run:
                                                "were neither proved by the linear program nor gave a valid "
                                                "counterexample")
                     return UNKNOWN, None
-                if self.deadline.expired():
+                if self.deadline.expired(self.reserve):
                     stats["open_domains"] = ledger.open_domains()
                     return TIMEOUT, None
                 threads = max(1, self.owner._threads(self.cluster))
@@ -221,6 +227,12 @@ class _Run:
         finally:
             self._stop_all()
             self.info["ledger"] = [book.summary() for book in self.owner.books]
+            spent = time.monotonic() - started
+            self.info["distributed_s"] = round(self.info.get("distributed_s", 0.0) + spent, 3)
+            threads = max(1, self.info.get("worker_threads", 1))
+            # the share of the worker threads' time spent searching while subtrees were farmed out
+            self.info["utilisation"] = round(self.info.get("worker_busy_s", 0.0)
+                                             / max(1e-9, threads * self.info["distributed_s"]), 3)
 
     # -- sending ----------------------------------------------------------------------------------------
     def _dispatch(self, threads: int) -> None:

@@ -220,7 +220,12 @@ def run_subtree(context: SearchContext, task: SubtreeTask) -> SubtreeResult:
     slice_end = received + task.slice_s
     signal = _yield_signal(task.yield_event)
 
-    def pause() -> bool:
+    first = [True]
+
+    def pause() -> bool:  # never before the first step: every task makes progress, however soon it is asked
+        if first[0]:
+            first[0] = False
+            return False
         return time.monotonic() >= slice_end or (signal is not None and signal())
 
     result = SubtreeResult(task.subtree, task.attempt, TIMEOUT, worker=_worker_address())
