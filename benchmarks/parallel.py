@@ -10,8 +10,9 @@ configuration, one after the other and interleaved: a single process (the engine
 (coordinator and one worker process: the distribution's own overhead) and ``--workers 2`` (and N where the
 machine has more cores; ``--workers`` picks). Printed: verdict, time to verdict (the verifier's own clock:
 loading, attack, root bound, cluster start-up and search), sub-domains bounded and sub-domains per second of
-search (domains / search phase), the seconds until the workers were ready, and the ratios of 2 workers (N) to
-1 worker and to the single process.
+search (domains / search phase), the seconds until the workers were ready, the tasks sent, the workers'
+utilisation while subtrees were out (busy time / threads x time), the CPU seconds of the whole process tree,
+and the ratios of 2 workers (N) to 1 worker and to the single process.
 
 Part 2: ``verifier bench`` on the ``test`` family and on ``--bench-limit`` ACAS Xu rows spread over the family
 (``--timeout-scale`` on their timeouts), with ``--jobs 2`` and with ``--cluster local:2``: wall time of the
@@ -29,6 +30,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -58,14 +60,17 @@ def verify(onnx: Path, vnnlib: Path, timeout: float, workers: int | None) -> dic
     if workers:
         command += ["--workers", str(workers)]
     env = dict(os.environ, PYTHONPATH=str(ROOT), VERIFIER_THREADS="1")
-    started = time.monotonic()
+    started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout + 120)
-    wall = time.monotonic() - started
+    wall, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the process and of every process it started and reaped (its cluster's workers)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        return {"status": "error", "message": (done.stderr.strip().splitlines() or ["?"])[-1], "wall_s": wall}
+        return {"status": "error", "message": (done.stderr.strip().splitlines() or ["?"])[-1], "wall_s": wall,
+                "cpu_s": cpu}
     payload = json.loads(lines[-1])
-    payload["wall_s"] = wall
+    payload["wall_s"], payload["cpu_s"] = wall, cpu
     return payload
 
 
@@ -77,7 +82,8 @@ def describe(payload: dict) -> dict:
     info = stats.get("distributed") or {}
     return {"status": payload.get("status"), "time": payload.get("time_s", payload["wall_s"]), "domains": domains,
             "rate": domains / search if search else 0.0, "ready": info.get("workers_ready_s"),
-            "tasks": info.get("tasks"), "lost": info.get("lost")}
+            "tasks": info.get("tasks"), "lost": info.get("lost"), "cpu": payload.get("cpu_s", 0.0),
+            "use": info.get("utilisation")}
 
 
 def part_instances(args: argparse.Namespace, truth: dict) -> None:
@@ -86,7 +92,7 @@ def part_instances(args: argparse.Namespace, truth: dict) -> None:
     print(f"== one instance over worker processes (timeout {args.timeout:g} s, {args.repeats} run(s) each, "
           f"load {load()})")
     header = f"{'instance':10s} {'config':10s} {'verdict':8s} {'truth':7s} {'time s':>8s} {'domains':>8s} " \
-             f"{'dom/s':>8s} {'ready s':>8s} {'tasks':>6s}"
+             f"{'dom/s':>8s} {'ready s':>8s} {'tasks':>6s} {'use':>5s} {'cpu s':>7s}"
     print(header)
     for name in names:
         family, onnx, vnnlib = INSTANCES[name]
@@ -104,7 +110,8 @@ def part_instances(args: argparse.Namespace, truth: dict) -> None:
             label = "1 process" if config is None else f"{config} worker" + ("s" if config > 1 else "")
             for row in runs[config]:
                 print(f"{name:10s} {label:10s} {row['status']:8s} {expected:7s} {row['time']:8.2f} {row['domains']:8d} "
-                      f"{row['rate']:8.1f} {_num(row['ready']):>8s} {_num(row['tasks']):>6s}")
+                      f"{row['rate']:8.1f} {_num(row['ready']):>8s} {_num(row['tasks']):>6s} {_num(row['use']):>5s} "
+                      f"{row['cpu']:7.1f}")
             solved = [r for r in runs[config] if r["status"] in ("sat", "unsat")]
             best[config] = min(solved, key=lambda r: r["time"]) if solved else None
             wrong = [r for r in runs[config] if r["status"] in ("sat", "unsat") and expected in ("sat", "unsat")
@@ -128,7 +135,9 @@ def part_instances(args: argparse.Namespace, truth: dict) -> None:
 
 
 def _num(value) -> str:
-    return "-" if value is None else (f"{value:.1f}" if isinstance(value, float) else str(value))
+    if value is None:
+        return "-"
+    return (f"{value:.2f}" if value < 10 else f"{value:.1f}") if isinstance(value, float) else str(value)
 
 
 def read_truth() -> dict:

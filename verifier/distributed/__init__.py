@@ -21,6 +21,7 @@ from verifier.distributed.cluster import (
     Cluster,
     ClusterStarter,
     DistributedError,
+    check_dask,
     connect,
     dask_available,
     require_dask,
@@ -28,7 +29,7 @@ from verifier.distributed.cluster import (
     use_client,
 )
 
-__all__ = ["INSTALL_HINT", "Cluster", "ClusterStarter", "DistributedError", "connect", "dask_available",
+__all__ = ["INSTALL_HINT", "Cluster", "ClusterStarter", "DistributedError", "check_dask", "connect", "dask_available",
            "require_dask", "start_local", "start_parallel", "use_client"]
 
 
@@ -45,7 +46,7 @@ def start_parallel(workers: int | None = None, scheduler: str | None = None, cli
         raise DistributedError(f"give one of workers, scheduler and client, not {' and '.join(given)}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise DistributedError(f"workers must be a whole number of at least 1, got {workers!r}")
-    require_dask()
+    check_dask()  # found, not imported: the import (about 1 s) happens in the background with the start
     if client is not None:
         return ClusterStarter(lambda: use_client(client))
     if scheduler is not None:

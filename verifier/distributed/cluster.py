@@ -38,6 +38,19 @@ def require_dask() -> Any:
     return distributed
 
 
+def check_dask() -> None:
+    """:class:`DistributedError` with the install hint unless ``distributed`` can be found (without importing
+    it, which takes about a second: callers import it in the background)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("distributed") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise DistributedError(INSTALL_HINT)
+
+
 def dask_available() -> bool:
     """Whether ``dask.distributed`` can be imported."""
     try:

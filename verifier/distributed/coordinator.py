@@ -196,7 +196,6 @@ class _Run:
         total = 0.0 if deadline.end is None else deadline.end - deadline.start
         self.reserve = min(SHUTDOWN_S, 0.05 * total)
         self.done: queue.Queue[str] = queue.Queue()
-        self.failure = ""
 
     def loop(self) -> tuple[str, Counterexample | None]:
         stats, ledger = self.owner.stats, self.ledger
