@@ -131,6 +131,7 @@ def _verdicts(out: Path) -> dict[str, str]:
         return {Path(r["vnnlib"]).stem: (r["result"], r["witness"]) for r in csv.DictReader(handle)}
 
 
+@pytest.mark.slow  # three bench runs from the command line; the executor itself is tested in test_distributed.py
 def test_bench_on_a_scheduler_and_on_a_local_cluster_records_what_local_jobs_record(loopback_cluster, tmp_path):
     instances = _family(tmp_path)
     runs = {"jobs": ["--jobs", "2"], "scheduler": ["--scheduler", loopback_cluster],

@@ -137,7 +137,8 @@ def _dask_executor(args: argparse.Namespace):
     require_dask()
     from verifier.bench.dask_executor import DaskExecutor
 
-    cluster = start_local(parse_local(args.cluster)) if args.cluster else connect(args.scheduler)
+    # the workers only supervise instances (each in its own process): they need not import torch
+    cluster = start_local(parse_local(args.cluster), warm=False) if args.cluster else connect(args.scheduler)
     try:
         return DaskExecutor(cluster)
     except BaseException:

@@ -117,6 +117,8 @@ def _verify(network, spec, deadline: Deadline, options: VerifyOptions, stats: di
             result = _run(network, spec, deadline, options, stats, parallel)
     except TimeLimitReached:
         result = Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
+    if parallel is not None:
+        parallel.finish()
     stats["time_s"] = deadline.elapsed()
     return result
 

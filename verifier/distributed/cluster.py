@@ -115,9 +115,10 @@ class Cluster:
         self.close()
 
 
-def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True) -> Cluster:
+def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True, warm: bool = True) -> Cluster:
     """A cluster of ``workers`` processes on this machine, ``threads_per_worker`` threads each, started and
-    connected (its start-up, about 1.5 s plus each worker's imports, happens here)."""
+    connected (its start-up, about 1.5 s, and with ``warm`` each worker's import of torch and the search,
+    happen here)."""
     require_dask()
     from distributed import Client, LocalCluster
 
@@ -133,7 +134,8 @@ def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True) -
                                scheduler_kwargs={"allowed_failures": 0})
     try:
         client = Client(cluster)
-        warm_up(client)
+        if warm:
+            warm_up(client)
     except BaseException:
         cluster.close()
         raise
@@ -235,6 +237,11 @@ class ClusterStarter:
 
     def ready(self) -> bool:
         return self._done.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the start failed (None while it runs or when it succeeded)."""
+        return self._error if self._done.is_set() else None
 
     def get(self, end: float | None = None) -> Cluster | None:
         """The cluster once started; None if ``end`` passes first; the start's error, if it failed."""

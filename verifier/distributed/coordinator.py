@@ -120,8 +120,10 @@ class ParallelVerifier:
         self._context_key = key
         return self._context
 
-    def close(self) -> None:
-        self.starter.close()
+    def finish(self) -> None:
+        """Note in the statistics a cluster that did not start (a run decided without it says so too)."""
+        if self.starter.error is not None:
+            self.info["cluster_error"] = str(self.starter.error)
 
     def elapsed(self) -> float:
         """Seconds since the cluster's start was asked for (the run's start)."""
