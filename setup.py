@@ -116,6 +116,8 @@ setup(
         "test": ["pytest>=7", "scikit-learn>=1.2", "ruff>=0.4", "vnnlib==1.0.2", "vnnlib-satisfactory==1.0.1"],
         # VNN-LIB 2.0 queries: the standard's parser and type checker (MIT, pybind11 wheels)
         "vnnlib2": ["vnnlib==1.0.2"],
+        # parallel and distributed runs: verify --workers/--scheduler, bench --cluster/--scheduler
+        "distributed": ["dask[distributed]>=2024.1"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

@@ -10,6 +10,7 @@ dimension the bound depends on most.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -24,7 +25,7 @@ from verifier.bounds.forward import forward_bounds, supports_forward
 from verifier.bounds.ibp import interval_bounds
 from verifier.complete.deadline import Deadline
 from verifier.complete.problem import Problem
-from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT
+from verifier.complete.result import PAUSED, SAT, TIMEOUT, UNKNOWN, UNSAT
 from verifier.device import OutOfMemory, attempt, halving_on_oom
 from verifier.network import Network
 
@@ -141,86 +142,140 @@ def input_split_search(
     that leaves the least negative bound behind wins; its two halves, already bounded, go on the stack.
     ``try_candidates(points)`` validates candidate counterexamples and returns one that holds, or None.
     """
-    neurons = sum(network.graph.numel(name) for name in pre_activation_names(network.graph))
-    # refining every neuron tightens IBP for small networks; on large ones it costs more than it gives
-    bounder = MarginBounder(network, problem, options.intermediate, options.alpha_iterations,
-                            refine_all=neurons <= 2000)
-    # batches sized to the network: about as much work per batch as 1024 domains of ACAS Xu (on the CPU; a GPU
-    # takes more, as far as its free memory holds them)
-    sized = max(16, min(options.batch or 1024, 400_000 // max(1, neurons)))
-    if options.batch is None:
-        sized = input_split_batch(network.graph, problem.rows, problem.lower.dtype, problem.lower.device, sized)
-    options = replace(options, batch=sized)
-    stats["batch"] = options.batch
-    stats["intermediate"] = bounder.intermediate
-    lower, upper = problem.lower.unsqueeze(0), problem.upper.unsqueeze(0)
-    lb, A_x = bounder(lower, upper)
-    visited = 1
-    stack: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
-    witness = _push_open(network, problem, lower, upper, lb, A_x, stack, try_candidates)
-    if witness is not None:
-        return SAT, witness
-    open_count = sum(item[0].shape[0] for item in stack)
-    root_width = (upper - lower).reshape(-1)
-    rounds = 0
-    while open_count:
-        if deadline.expired():
-            stats.update(domains=visited, open_domains=open_count)
-            return TIMEOUT, None
-        # alternate between the domains with the lowest bounds and those where the network came closest to
-        # violating the property: the order changes nothing for a proof, but finds counterexamples sooner
-        rounds += 1
-        taken = _pop(stack, max(1, options.batch // (2 * options.candidates)), problem, by_observed=rounds % 2 == 0)
-        lower, upper, lb = taken[:3]
-        before = len(stack)
+    search = InputSplitSearch(network, problem, options, stats, try_candidates)
+    found = search.start()
+    return found if found is not None else search.run(deadline)
 
-        def step(lower=lower, upper=upper, lb=lb):
-            children = _strong_branch(bounder, problem, lower, upper, lb, root_width, options, deadline, stats)
-            if children is None:
-                return None
-            child_lo, child_hi, child_lb, child_A, evaluated = children
-            return evaluated, _push_open(network, problem, child_lo, child_hi, child_lb, child_A, stack,
-                                         try_candidates)
 
-        fits, outcome = attempt(step, lower.device)
-        if not fits:  # the children do not fit in memory: the domains go back, half as many are taken next time
-            del stack[before:]
-            stack.append(taken)
-            if lower.shape[0] == 1:
-                raise OutOfMemory(f"out of memory on {lower.device} branching a single domain")
-            options.batch = max(1, options.batch // 2)
-            stats["oom_halvings"] = stats.get("oom_halvings", 0) + 1
-            stats["batch"] = options.batch
-            continue
-        open_count -= lower.shape[0]
-        if outcome is None:  # the deadline passed while bounding: nothing was lost, but nothing is proved
-            stats.update(domains=visited, open_domains=open_count + lower.shape[0])
-            return TIMEOUT, None
-        evaluated, witness = outcome
-        visited += evaluated
+class InputSplitSearch:
+    """One input-split search (see :func:`input_split_search`): its open domains, a stack of bounded batches
+    ``(lower, upper, lb, observed, depth)`` (``depth``: bisections from the root box, so a domain is
+    ``2^-depth`` of its root's volume), and its counters. :meth:`run` goes on until a verdict, the deadline or,
+    for a time slice, until ``pause()`` says so; :meth:`frontier` hands the open domains out and :meth:`add`
+    takes such domains in, so that the search can continue elsewhere (:mod:`verifier.distributed`).
+    ``closed`` counts the refuted domains by depth."""
+
+    def __init__(self, network: Network, problem: Problem, options: InputSplitOptions, stats: dict,
+                 try_candidates: Callable[[Tensor], Tensor | None]):
+        neurons = sum(network.graph.numel(name) for name in pre_activation_names(network.graph))
+        # refining every neuron tightens IBP for small networks; on large ones it costs more than it gives
+        self.bounder = MarginBounder(network, problem, options.intermediate, options.alpha_iterations,
+                                     refine_all=neurons <= 2000)
+        # batches sized to the network: about as much work per batch as 1024 domains of ACAS Xu (on the CPU; a
+        # GPU takes more, as far as its free memory holds them)
+        sized = max(16, min(options.batch or 1024, 400_000 // max(1, neurons)))
+        if options.batch is None:
+            sized = input_split_batch(network.graph, problem.rows, problem.lower.dtype, problem.lower.device, sized)
+        self.options = replace(options, batch=sized)
+        stats["batch"] = self.options.batch
+        stats["intermediate"] = self.bounder.intermediate
+        self.network, self.problem, self.stats, self.try_candidates = network, problem, stats, try_candidates
+        self.stack: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []
+        self.open_count = self.visited = self.rounds = 0
+        self.closed: Counter[int] = Counter()
+        self.root_width = (problem.upper - problem.lower).reshape(-1)
+
+    def start(self) -> tuple[str, Tensor | None] | None:
+        """Bound the root box: a verdict if that settles it (``sat``), else None with the root on the stack."""
+        lower, upper = self.problem.lower.unsqueeze(0), self.problem.upper.unsqueeze(0)
+        lb, A_x = self.bounder(lower, upper)
+        self.visited = 1
+        return self._push(lower, upper, lb, A_x, torch.zeros(1, dtype=torch.long, device=lower.device))
+
+    def add(self, domains: tuple[Tensor, Tensor, Tensor, Tensor, Tensor]) -> None:
+        """Continue with open domains handed out by another search's :meth:`frontier`."""
+        if len(domains[0]):
+            self.stack.append(domains)
+            self.open_count += len(domains[0])
+
+    def frontier(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
+        """Every open domain as one batch (None when there is none), leaving this search empty."""
+        if not self.stack:
+            return None
+        domains = tuple(torch.cat(parts) for parts in zip(*self.stack))
+        self.stack.clear()
+        self.open_count = 0
+        return domains
+
+    def _push(self, lower, upper, lb, A_x, depth) -> tuple[str, Tensor | None] | None:
+        """Keep the open ones of a bounded batch (counting the refuted ones); ``sat`` on a valid counterexample."""
+        refuted = self.problem.refuted(lb).all(1)
+        self.closed.update(depth[refuted].tolist())
+        before = len(self.stack)
+        witness = _push_open(self.network, self.problem, lower, upper, lb, A_x, self.stack, self.try_candidates,
+                             depth)
         if witness is not None:
-            stats["domains"] = visited
+            self.stats["domains"] = self.visited
             return SAT, witness
-        open_count += sum(item[0].shape[0] for item in stack[before:])
-        stats["domains"] = visited
-        stats["open_domains"] = open_count
-        if stack:  # the global lower bound, for progress reports: the lowest open domain's bound
-            stats["lower_bound"] = min(float(problem.case_max(item[2]).min(1).values.min()) for item in stack)
-        stats["max_open"] = max(stats.get("max_open", 0), open_count)
-        if open_count > options.max_domains:
-            stats["unknown_reason"] = f"more than {options.max_domains} open domains"
-            return UNKNOWN, None
-    stats["domains"] = visited
-    return UNSAT, None
+        self.open_count += sum(item[0].shape[0] for item in self.stack[before:])
+        return None
+
+    def run(self, deadline: Deadline, pause: Callable[[], bool] | None = None) -> tuple[str, Tensor | None]:
+        """Search until a verdict or ``deadline`` (``timeout``); with ``pause``, also stop (``paused``, the
+        open domains kept) at the first step where ``pause()`` is true."""
+        options, problem, stack, stats = self.options, self.problem, self.stack, self.stats
+        while self.open_count:
+            if deadline.expired():
+                stats.update(domains=self.visited, open_domains=self.open_count)
+                return TIMEOUT, None
+            if pause is not None and pause():
+                stats.update(domains=self.visited, open_domains=self.open_count)
+                return PAUSED, None
+            # alternate between the domains with the lowest bounds and those where the network came closest to
+            # violating the property: the order changes nothing for a proof, but finds counterexamples sooner
+            self.rounds += 1
+            taken = _pop(stack, max(1, options.batch // (2 * options.candidates)), problem,
+                         by_observed=self.rounds % 2 == 0)
+            lower, upper, lb, _, depth = taken
+            before, open_before, closed_before = len(stack), self.open_count, Counter(self.closed)
+
+            def step(lower=lower, upper=upper, lb=lb, depth=depth):
+                children = _strong_branch(self.bounder, problem, lower, upper, lb, self.root_width, options,
+                                          deadline, stats)
+                if children is None:
+                    return None
+                child_lo, child_hi, child_lb, child_A, evaluated = children
+                return evaluated, self._push(child_lo, child_hi, child_lb, child_A, torch.cat([depth, depth]) + 1)
+
+            self.open_count -= lower.shape[0]
+            fits, outcome = attempt(step, lower.device)
+            if not fits:  # the children do not fit in memory: the domains go back, half as many are taken next
+                del stack[before:]
+                stack.append(taken)
+                self.open_count, self.closed = open_before, closed_before
+                if lower.shape[0] == 1:
+                    raise OutOfMemory(f"out of memory on {lower.device} branching a single domain")
+                options.batch = max(1, options.batch // 2)
+                stats["oom_halvings"] = stats.get("oom_halvings", 0) + 1
+                stats["batch"] = options.batch
+                continue
+            if outcome is None:  # the deadline passed while bounding: nothing was lost, but nothing is proved
+                stats.update(domains=self.visited, open_domains=self.open_count + lower.shape[0])
+                return TIMEOUT, None
+            evaluated, found = outcome
+            self.visited += evaluated
+            if found is not None:
+                self.stats["domains"] = self.visited
+                return found
+            stats["domains"] = self.visited
+            stats["open_domains"] = self.open_count
+            if stack:  # the global lower bound, for progress reports: the lowest open domain's bound
+                stats["lower_bound"] = min(float(problem.case_max(item[2]).min(1).values.min()) for item in stack)
+            stats["max_open"] = max(stats.get("max_open", 0), self.open_count)
+            if self.open_count > options.max_domains:
+                stats["unknown_reason"] = f"more than {options.max_domains} open domains"
+                return UNKNOWN, None
+        stats["domains"] = self.visited
+        return UNSAT, None
 
 
-def _push_open(network, problem, lower, upper, lb, A_x, stack, try_candidates):
+def _push_open(network, problem, lower, upper, lb, A_x, stack, try_candidates, depth):
     """Keep the domains not refuted (after looking for a counterexample at their centre and at the minimiser
     of their linear bound); returns a validated counterexample if one turns up."""
     open_ = ~problem.refuted(lb).all(1)
     if not open_.any():
         return None
-    lower, upper, lb = lower[open_], upper[open_], lb[open_]
+    lower, upper, lb, depth = lower[open_], upper[open_], lb[open_], depth[open_]
     A_x = None if A_x is None else (A_x[open_] if A_x.shape[0] > 1 else A_x)
     count = lower.shape[0]
     points = torch.cat([(lower + upper) / 2, linear_minimizer(problem, lb, A_x, lower, upper),
@@ -233,7 +288,7 @@ def _push_open(network, problem, lower, upper, lb, A_x, stack, try_candidates):
         if witness is not None:
             return witness
     observed = torch.minimum(violation[:count], violation[count : 2 * count])
-    stack.append((lower, upper, lb, observed))
+    stack.append((lower, upper, lb, observed, depth))
     return None
 
 
@@ -295,16 +350,16 @@ def _strong_branch(bounder, problem, lower, upper, lb, root_width, options, dead
     return child_lo[chosen], child_hi[chosen], child_lb[chosen], A_chosen, child_lo.shape[0]
 
 
-def _pop(stack: list[tuple[Tensor, Tensor, Tensor, Tensor]], count: int, problem: Problem,
-         by_observed: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Take ``count`` open domains (box, bounds and observed violations): those with the lowest bounds, or
-    (``by_observed``) those where the smallest violation seen at their sample points is lowest. The pool is kept
-    as one entry after each take."""
-    lower, upper, lb, observed = (torch.cat(parts) for parts in zip(*stack))
+def _pop(stack: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]], count: int, problem: Problem,
+         by_observed: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Take ``count`` open domains (box, bounds, observed violations and depth): those with the lowest bounds,
+    or (``by_observed``) those where the smallest violation seen at their sample points is lowest. The pool is
+    kept as one entry after each take."""
+    lower, upper, lb, observed, depth = (torch.cat(parts) for parts in zip(*stack))
     stack.clear()
     key = observed if by_observed else problem.case_max(lb).min(1).values
     order = key.argsort()
     take, rest = order[:count], order[count:]
     if len(rest):
-        stack.append((lower[rest], upper[rest], lb[rest], observed[rest]))
-    return lower[take], upper[take], lb[take], observed[take]
+        stack.append((lower[rest], upper[rest], lb[rest], observed[rest], depth[rest]))
+    return lower[take], upper[take], lb[take], observed[take], depth[take]

@@ -19,6 +19,7 @@ costs the bound (``a_j`` the bound's coefficient on the ReLU output).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermed
 from verifier.cancel import checkpoint
 from verifier.complete.deadline import Deadline
 from verifier.complete.problem import Problem
-from verifier.complete.result import SAT, TIMEOUT, UNKNOWN, UNSAT
+from verifier.complete.result import PAUSED, SAT, TIMEOUT, UNKNOWN, UNSAT
 from verifier.device import OutOfMemory, attempt, halving_on_oom, is_out_of_memory, release_memory
 from verifier.ir import Graph, Node
 from verifier.kernels import relu_backward
@@ -414,55 +415,142 @@ def relu_split_search(
     bound (incomplete verification). ``milp_strategy`` (a :class:`verifier.bab.milp.MilpStrategy`): after the
     root, hand the problem to the exact MILP when few ReLUs are left unstable (alone or before the search).
     ``cuts``: learn cuts from refuted domains and apply them to new ones (:mod:`verifier.bab.cuts`)."""
-    options = ReluSplitOptions()
-    device = problem.lower.device
-    # the batch: as given, else sized to the memory free on the device (the CPU keeps the measured 256)
-    options.batch = batch or relu_split_batch(network.graph, problem.rows, problem.lower.dtype, device, options.batch)
-    stats["batch"] = options.batch
-    search = ReluBranchAndBound(network, problem, options, stats)
-    started = time.perf_counter()
-    root = search.root()
-    stats["root_s"] = time.perf_counter() - started
-    stats["root_lower_bound"] = float(search.problem.case_max(root.lb).min())
-    stats["lower_bound"] = stats["root_lower_bound"]
-    refuted = problem.refuted(root.lb)[0]
-    if bool(refuted.all()):
-        stats["domains"] = 1
-        return UNSAT, None
-    if method == "bounds":
-        stats["unknown_reason"] = "the bounds do not prove the property and branching is off"
-        return UNKNOWN, None
-    # cases refuted on the whole box need no more work: the search continues on the others' rows only
-    problem, rows = problem.restrict(~refuted)
-    search.restrict(problem)
-    search.root_pre_bounds = root.bounds
-    cut_store = None
-    if cuts and problem.rounding is None:      # (under float soundness a cut would need its own confirmation)
-        from verifier.bab.cuts import CutStore
+    search = ReluSplitSearch(network, problem, stats, try_candidates, batch, milp_strategy=milp_strategy, cuts=cuts)
+    found = search.start(method)
+    return found if found is not None else search.run(deadline)
 
-        cut_store = CutStore({pre: root.bounds[pre][0].numel() for pre in search.relu_inputs.values()},
-                             problem.lower.dtype, device=problem.lower.device)
-    # the exact MILP's turn comes after a short branch-and-bound start (which settles easy problems first)
-    milp_at = None if milp_strategy is None else milp_strategy.start_time(deadline)
-    root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
-                   {k: v[:, rows] for k, v in root.betas.items()}, root.lb[:, rows])
-    visited, stuck_domains = 1, 0
-    # the open domains, as a stack of batches with the coefficients of their last bound pass (the root's come
-    # from one plain pass). Depth first, one batch at a time: the open set stays small and no step copies all
-    # of it (breadth first, one step's copies of 19 000 open domains took 4 s on mnist_fc 256x4)
-    stack = [search.bound(root, 1)]
-    open_count = 1
+
+class ReluSplitSearch:
+    """One ReLU-split search (see :func:`relu_split_search`): the bounding and branching
+    (:class:`ReluBranchAndBound`), the open domains (a stack of bounded batches, depth first) and the counters.
+    :meth:`run` goes on until a verdict, the deadline or, for a time slice, until ``pause()`` says so;
+    :meth:`frontier` hands the open domains out and :meth:`add` takes such domains in, so that the search can
+    continue elsewhere (:mod:`verifier.distributed`). A domain's depth is its number of split ReLUs, so it
+    is ``2^-depth`` of the root; ``closed`` counts the refuted domains by depth, ``stuck`` those whose every
+    phase is fixed that the linear program left undecided. The batch is as given, else sized to the memory
+    free on the device (the CPU keeps the measured 256), and halved for good when a step does not fit."""
+
+    def __init__(self, network: Network, problem: Problem, stats: dict,
+                 try_candidates: Callable[[Tensor], object | None], batch: int | None = None,
+                 milp_strategy=None, cuts: bool = False):
+        options = ReluSplitOptions()
+        self.device = problem.lower.device
+        options.batch = batch or relu_split_batch(network.graph, problem.rows, problem.lower.dtype, self.device,
+                                                  options.batch)
+        stats["batch"] = options.batch
+        self.search = ReluBranchAndBound(network, problem, options, stats)
+        self.network, self.problem, self.options, self.stats = network, problem, options, stats
+        self.try_candidates = try_candidates
+        self.keep_cases = torch.ones(problem.n_cases, dtype=torch.bool, device=self.device)
+        self.stack: list[tuple[Domains, Tensor | None, dict[str, Tensor]]] = []
+        self.visited = self.open_count = self.stuck_domains = 0
+        self.closed: Counter[int] = Counter()
+        self.stuck: Counter[int] = Counter()
+        self.milp_strategy, self.cuts = milp_strategy, cuts
+        self.cut_store = None
+        self.root = None           # the root's bounded domain (the MILP phase reads its pre-activation bounds)
+        self.milp_at: float | None = None
+        self.milp_done = milp_strategy is None
+
+    def start(self, method: str = "relu-split") -> tuple[str, object | None] | None:
+        """Bound the root (full alpha-CROWN): a verdict if that settles it, else None with the root on the stack
+        and the problem restricted to the cases the root leaves open."""
+        search, problem, stats = self.search, self.problem, self.stats
+        started = time.perf_counter()
+        root = search.root()
+        stats["root_s"] = time.perf_counter() - started
+        stats["root_lower_bound"] = float(search.problem.case_max(root.lb).min())
+        stats["lower_bound"] = stats["root_lower_bound"]
+        refuted = problem.refuted(root.lb)[0]
+        if bool(refuted.all()):
+            stats["domains"] = 1
+            self.closed[0] += 1
+            return UNSAT, None
+        if method == "bounds":
+            stats["unknown_reason"] = "the bounds do not prove the property and branching is off"
+            return UNKNOWN, None
+        # cases refuted on the whole box need no more work: the search continues on the others' rows only
+        rows = self.restrict(~refuted)
+        search.root_pre_bounds = root.bounds
+        if self.cuts and self.problem.rounding is None:   # (under float soundness a cut would need its own check)
+            from verifier.bab.cuts import CutStore
+
+            self.cut_store = CutStore({pre: root.bounds[pre][0].numel() for pre in search.relu_inputs.values()},
+                                      problem.lower.dtype, device=self.device)
+        root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
+                       {k: v[:, rows] for k, v in root.betas.items()}, root.lb[:, rows])
+        self.root = root
+        self.visited = 1
+        # the open domains, as a stack of batches with the coefficients of their last bound pass (the root's come
+        # from one plain pass). Depth first, one batch at a time: the open set stays small and no step copies all
+        # of it (breadth first, one step's copies of 19 000 open domains took 4 s on mnist_fc 256x4)
+        self.stack.append(self.search.bound(root, 1))
+        self.open_count = 1
+        return None
+
+    def restrict(self, keep_cases: Tensor) -> Tensor:
+        """Continue on the cases ``keep_cases`` only (see :meth:`Problem.restrict`); returns the rows kept."""
+        self.problem, rows = self.problem.restrict(keep_cases)
+        self.search.restrict(self.problem)
+        self.keep_cases = keep_cases
+        return rows
+
+    def add(self, domains: Domains) -> None:
+        """Continue with open domains handed out by another search's :meth:`frontier` (bounded once more
+        without optimisation, for the coefficients that branching reads)."""
+        for start in range(0, len(domains), self.options.batch):
+            index = torch.arange(start, min(start + self.options.batch, len(domains)), device=self.device)
+            part = domains.select(index)
+            self.stack.append(self.search.bound(part, 1))
+            self.open_count += len(part)
+
+    def frontier(self) -> Domains | None:
+        """Every open domain, shallowest first (None when there is none), leaving this search empty."""
+        if not self.stack:
+            return None
+        domains = Domains.cat([entry[0] for entry in self.stack])
+        self.stack.clear()
+        self.open_count = 0
+        return domains
+
+    def run(self, deadline: Deadline, pause: Callable[[], bool] | None = None) -> tuple[str, object | None]:
+        """Search until a verdict or ``deadline`` (``timeout``); with ``pause``, also stop (``paused``, the
+        open domains kept) at the first step where ``pause()`` is true."""
+        if not self.milp_done and self.milp_at is None:
+            # the exact MILP's turn comes after a short branch-and-bound start (which settles easy problems first)
+            self.milp_at = self.milp_strategy.start_time(deadline)
+        return _search(self, deadline, pause)
+
+
+def depths(domains: Domains) -> Tensor:
+    """``[D]``: the number of split ReLUs of each domain (each split halves a domain's share of the root)."""
+    return sum((split != 0).sum(1) for split in domains.splits.values())
+
+
+def _search(state: ReluSplitSearch, deadline: Deadline, pause: Callable[[], bool] | None
+            ) -> tuple[str, object | None]:
+    """The loop of :meth:`ReluSplitSearch.run`."""
+    network, problem, options, stats = state.network, state.problem, state.options, state.stats
+    search, stack, try_candidates = state.search, state.stack, state.try_candidates
+    device, cut_store = state.device, state.cut_store
+    visited, open_count, stuck_domains = state.visited, state.open_count, state.stuck_domains
     while stack:
         if deadline.expired():
             stats.update(domains=visited, open_domains=open_count)
             return TIMEOUT, None
+        if pause is not None:  # the counters as of now, for pause() and for whoever continues the search
+            state.visited, state.open_count, state.stuck_domains = visited, open_count, stuck_domains
+            if pause():
+                stats.update(domains=visited, open_domains=open_count)
+                return PAUSED, None
         take = max(1, options.batch // 2)      # parents per step: their children fill one bound batch
-        if milp_at is not None and time.monotonic() >= milp_at:
-            milp_at = None
+        if state.milp_at is not None and time.monotonic() >= state.milp_at:
+            state.milp_at, state.milp_done = None, True
             from verifier.bab.milp import milp_phase
 
-            decided = milp_phase(search.graph, problem, root.bounds, search.root_bounds.get(search.graph.output_name),
-                                 deadline, try_candidates, stats, milp_strategy)
+            decided = milp_phase(search.graph, problem, state.root.bounds,
+                                 search.root_bounds.get(search.graph.output_name), deadline, try_candidates, stats,
+                                 state.milp_strategy)
             if decided is not None and decided[0] in (SAT, UNSAT):
                 stats.update(domains=visited, decided_by="milp")
                 return decided
@@ -472,6 +560,7 @@ def relu_split_search(
             stack.append(_select_entry(entry, torch.arange(take, len(entry[0]), device=device)))
             entry = _select_entry(entry, torch.arange(take, device=device))
         pool, A_x, coefficients = entry
+
         def step(pool=pool, A_x=A_x, coefficients=coefficients):
             return _check_primal(network, problem, pool, A_x, search, try_candidates), search.branch(pool, coefficients)
 
@@ -491,8 +580,11 @@ def relu_split_search(
             return SAT, witness
         if cut_store is not None and len(cut_store) and len(children):
             keep, implied = cut_store.apply(children.splits)
+            # a child a cut prunes is refuted: it is closed at its own depth
+            state.closed.update(depths(children)[~keep].tolist())
             children = Domains(children.bounds, implied, children.alphas, children.betas, children.lb
                                ).select(keep.nonzero().flatten())
+        pool_depths = depths(pool) if bool(stuck.any()) else None
         for index in stuck.nonzero().flatten().tolist():
             verdict, point = decide_fixed_phases(
                 search.graph, problem, {k: (lo[index], hi[index]) for k, (lo, hi) in pool.bounds.items()},
@@ -512,6 +604,8 @@ def relu_split_search(
                     else "unknown"
             if verdict != "refuted":
                 stuck_domains += 1
+            (state.closed if verdict == "refuted" else state.stuck)[int(pool_depths[index])] += 1
+
         def bound_part(start: int, stop: int, children: Domains = children):
             if deadline.expired():
                 return None
@@ -525,6 +619,7 @@ def relu_split_search(
             bounded, part_A, part_coefficients = part
             visited += len(bounded)
             refuted = problem.refuted(bounded.lb).all(1)
+            state.closed.update(depths(bounded)[refuted].tolist())
             if cut_store is not None and bool(refuted.any()):
                 from verifier.bab.cuts import strengthen
 

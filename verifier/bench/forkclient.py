@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -203,15 +204,16 @@ class ForkServer:
             self._errors = None
 
 
-_server: ForkServer | None = None
-_server_owner = 0
+_local = threading.local()
 
 
 def shared_server() -> ForkServer:
-    """This process's fork server (one per supervising process), created on first use. A process forked from
+    """This thread's fork server (one per supervising thread: a process-pool worker has one thread, a Dask
+    worker may run several instances at once in its threads), created on first use. A process forked from
     one that had a server gets its own: the pipes it inherited belong to its parent's conversation."""
-    global _server, _server_owner
-    if _server is None or _server_owner != os.getpid():
-        _server, _server_owner = ForkServer(), os.getpid()
-        atexit.register(_server.close)
-    return _server
+    server, owner = getattr(_local, "server", None), getattr(_local, "owner", 0)
+    if server is None or owner != os.getpid():
+        server = ForkServer()
+        _local.server, _local.owner = server, os.getpid()
+        atexit.register(server.close)
+    return server

@@ -14,11 +14,18 @@ beside the instances), every disagreement with the ground truth, DIR/summary.md,
 DIR/cactus.png. Exit code 1 when an answer is incorrect, 2 on bad input, else 0. --threads N is handed
 to every instance's process (VERIFIER_THREADS).
 
+On a Dask cluster (--scheduler tcp://HOST:PORT, or --cluster local:N for N worker processes here), each
+instance is a Dask task around the same isolated process and deadline; this process still writes
+results.csv as results arrive. The workers need the benchmark files at the same paths (a shared
+filesystem). A worker lost mid-instance costs that instance one re-run, noted in its row.
+
 Examples:
   verifier bench ../shared/benchmarks/test/instances.csv --out bench_out/test
   verifier bench ../shared/benchmarks/acasxu/instances.csv --rows ::20 --jobs 2 --timeout-scale 0.5
   verifier bench ../shared/benchmarks/acasxu/instances.csv --out bench_out/acasxu --resume
   verifier bench ../shared/benchmarks/test/instances.csv --isolation process
+  verifier bench ../shared/benchmarks/acasxu/instances.csv --cluster local:4
+  verifier bench ../shared/benchmarks/acasxu/instances.csv --scheduler tcp://10.0.0.5:8786
 """
 
 from __future__ import annotations
@@ -37,7 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="VNN-COMP instances file(s); the family is the name of each file's folder")
     parser.add_argument("--out", metavar="DIR",
                         help="output folder (default bench_out/FAMILY, or bench_out/run for several families)")
-    parser.add_argument("--jobs", type=positive_int, default=1, help="instances run in parallel (default 1)")
+    parser.add_argument("--jobs", type=positive_int, default=None,
+                        help="instances run in parallel on this machine (default 1)")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                         help="run the instances on this Dask cluster, one task each, as many at once as it has "
+                         "worker threads (needs the extra: pip install \"verifier[distributed]\")")
+    cluster.add_argument("--cluster", metavar="local:N",
+                         help="run the instances on a Dask cluster of N worker processes started here (needs "
+                         "the extra: pip install \"verifier[distributed]\")")
     parser.add_argument("--timeout-scale", type=positive_number, default=1.0,
                         help="multiply every instance's timeout by this (default 1)")
     parser.add_argument("--grace", type=nonnegative_number, default=5.0,
@@ -69,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
     from verifier.bench import BenchOptions, ground_truth_beside, read_instances, run_benchmark, select_rows
     from verifier.bench.report import startup_line, text_table
 
+    distributed = args.scheduler or args.cluster
+    if args.jobs is not None and distributed:
+        raise OptionError("--jobs is for runs on this machine; a Dask cluster runs as many instances at once as it "
+                          "has worker threads")
+    jobs = 1 if args.jobs is None else args.jobs
     if args.resume and args.overwrite:
         raise OptionError("--resume and --overwrite exclude each other")
     instances, truth_files = [], {}
@@ -86,13 +106,20 @@ def run(args: argparse.Namespace) -> int:
     if not instances:
         raise OptionError("no instances selected")
     out = Path(args.out) if args.out else Path("bench_out") / (families[0] if len(families) == 1 else "run")
-    options = BenchOptions(out=out, jobs=args.jobs, timeout_scale=args.timeout_scale, grace=args.grace,
+    options = BenchOptions(out=out, jobs=jobs, timeout_scale=args.timeout_scale, grace=args.grace,
                            resume=args.resume, overwrite=args.overwrite,
                            command=tuple(shlex.split(args.command)) if args.command else (),
                            progress=args.progress, command_line=shlex.join(["verifier", *sys.argv[1:]]),
                            env=(("VERIFIER_THREADS", str(args.threads)),) if args.threads else (),
                            isolation=args.isolation, device=args.device)
-    report = run_benchmark(instances, options, truth_files=truth_files)
+    executor = _dask_executor(args) if distributed else None
+    try:
+        if executor is not None:
+            options.jobs = executor.jobs
+        report = run_benchmark(instances, options, executor=executor, truth_files=truth_files)
+    finally:
+        if executor is not None:
+            executor.shutdown()
     if args.json:
         from verifier.jsonout import dumps
 
@@ -106,3 +133,19 @@ def run(args: argparse.Namespace) -> int:
         banner = f"!!! {len(report.disagreements)} DISAGREEMENT(S) WITH THE GROUND TRUTH !!!"
         print("\n".join([banner, *report.disagreements, banner]), file=sys.stderr)
     return 1 if report.summary["incorrect"] else 0
+
+
+def _dask_executor(args: argparse.Namespace):
+    """The Dask executor of ``--cluster local:N`` (started here) or ``--scheduler ADDRESS`` (connected to)."""
+    from verifier.distributed.cluster import connect, parse_local, require_dask, start_local
+
+    require_dask()
+    from verifier.bench.dask_executor import DaskExecutor
+
+    # the workers only supervise instances (each in its own process): they need not import torch
+    cluster = start_local(parse_local(args.cluster), warm=False) if args.cluster else connect(args.scheduler)
+    try:
+        return DaskExecutor(cluster)
+    except BaseException:
+        cluster.close()
+        raise

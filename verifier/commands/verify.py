@@ -20,6 +20,9 @@ network too large for --memory-budget-gib): the Gaussian-smoothed classifier is 
 et al. 2019), a probabilistic statement about the smoothed classifier, reported with the verdict `unknown` and
 never as `unsat`; in every other case it is ignored.
 
+--workers N spreads the branch and bound of one instance over N local worker processes, --scheduler
+tcp://HOST:PORT over an existing Dask cluster (both need the extra: pip install "verifier[distributed]").
+
 Exit codes: 0 on any verdict (read it from the output), 2 on bad input (unreadable model or property, an
 invalid option, an unwritable --results file: the verdict is printed first), 130 on Ctrl-C.
 
@@ -28,6 +31,7 @@ Examples:
   verifier verify net.onnx prop.vnnlib --results out.txt --json
   verifier verify models/digits_mlp.onnx --center models/digits_mlp_img0.npy --label 2 --eps 0.05
   verifier verify query.vnnlib --network N=net.onnx --timeout 60     (VNN-LIB 2.0, the standard's form)
+  verifier verify models/acasxu_like.onnx models/acasxu_like_prop_1.vnnlib --workers 2
 """
 
 from __future__ import annotations
@@ -41,7 +45,13 @@ import threading
 import time
 from pathlib import Path
 
-from verifier.commands.options import add_device_argument, gib_to_bytes, load_array, nonnegative_number, positive_number
+from verifier.commands.options import (
+    add_device_argument,
+    gib_to_bytes,
+    load_array,
+    nonnegative_number,
+    positive_number,
+)
 from verifier.errors import VerifierError
 from verifier.limits import process_started_at
 
@@ -76,6 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     standard = parser.add_argument_group("VNN-LIB standard form: verify QUERY.vnnlib --network NAME=MODEL.onnx ...")
     standard.add_argument("--network", action="append", metavar="NAME=MODEL", help="the model of a declared network")
     standard.add_argument("--serialise-assignments", metavar="DIR", help="after sat, write DIR/VARIABLE.pb")
+    spread = parser.add_mutually_exclusive_group()
+    spread.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="search over N local worker processes (Dask; pip install \"verifier[distributed]\")")
+    spread.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="search over the workers of this Dask cluster (pip install \"verifier[distributed]\")")
     robust = parser.add_argument_group("robustness property (instead of a VNN-LIB file)")
     robust.add_argument("--center", metavar="X.npy", help="the input whose classification must be robust")
     robust.add_argument("--label", type=int, help="its class")
@@ -258,8 +273,11 @@ def run(args: argparse.Namespace) -> int:
                             monitor=answer.monitor, float_sound=args.float_sound, cuts=args.cuts)
     remaining = max(0.0, deadline - HARD_MARGIN - time.monotonic())
     if args.property is not None:
-        result = verify(args.model, Path(args.property), timeout=remaining, options=options, device=args.device)
+        result = verify(args.model, Path(args.property), timeout=remaining, options=options, device=args.device,
+                        workers=args.workers, scheduler=args.scheduler)
     else:
+        if args.workers is not None or args.scheduler is not None:
+            raise VerifierError("--workers and --scheduler apply to VNN-LIB properties (give the property as a file)")
         from verifier.complete import verify_robustness
 
         center = load_array(args.center, "--center", limit)

@@ -86,6 +86,10 @@ def verify(
     timeout: float | None = None,
     options: VerifyOptions | None = None,
     device: DeviceLike = "auto",
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client=None,
 ) -> Result:
     """Decide whether any input in the property's boxes violates its output constraints.
 
@@ -96,6 +100,10 @@ def verify(
     onnxruntime on the CPU either way. A network given on another device is copied, not moved.
     Returns a :class:`Result` with ``status`` ``sat`` (with a validated counterexample), ``unsat``,
     ``unknown`` or ``timeout`` and statistics (time per phase, domains visited).
+
+    Branch and bound over several processes (:mod:`verifier.distributed`, needs the extra
+    ``verifier[distributed]``): ``workers=N`` starts N local worker processes for this run, ``scheduler=
+    "tcp://HOST:PORT"`` uses an existing Dask cluster, ``client=`` a ``dask.distributed.Client`` of yours.
     """
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout >= 0):
         raise OptionError(f"timeout must be a number of seconds >= 0 (or None), got {timeout!r}")
@@ -106,20 +114,39 @@ def verify(
     stats: dict = {"phases": {}, "phase": "loading"}
     target = resolve_device(device)
     stats["device"] = str(target)
+    from verifier.distributed import start_parallel
+
+    starter = start_parallel(workers=workers, scheduler=scheduler, client=client)  # starts while we load
+    try:
+        return _verify(network, spec, deadline, options, stats, target, starter)
+    finally:
+        if starter is not None:
+            starter.close()
+
+
+def _verify(network, spec, deadline: Deadline, options: VerifyOptions, stats: dict, target: torch.device,
+            starter) -> Result:
     owned = not isinstance(network, Network)
     # every engine loop checks the limit; a little is kept back to write the answer
     end = None if deadline.end is None else deadline.end - min(0.25, 0.05 + 0.02 * max(0.0, deadline.remaining()))
     monitor = options.monitor.watch(stats, deadline.start, deadline.end) if options.monitor else nullcontext()
+    parallel = None
     try:
         with monitor, time_limit(end):
             network, spec = _load(network, spec, options, stats)
-            result = _run(network, spec, deadline, options, stats, target, owned)
+            if starter is not None:
+                from verifier.distributed.coordinator import ParallelVerifier
+
+                parallel = ParallelVerifier(starter, network, spec, stats)
+            result = _run(network, spec, deadline, options, stats, target, owned, parallel)
     except TimeLimitReached:
         result = Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
     except Exception as error:  # noqa: BLE001 - an allocation failure no batch halving could avoid: no answer
         if not is_out_of_memory(error):
             raise
         result = Result(UNKNOWN, stats=stats, message=f"out of memory on {target}: {str(error).splitlines()[0]}")
+    if parallel is not None:
+        parallel.finish()
     stats["time_s"] = deadline.elapsed()
     stats.pop("phase", None)
     return result
@@ -150,7 +177,7 @@ def _load(network: Network | str | os.PathLike, spec: Specification | str | os.P
 
 
 def _run(network: Network, spec: Specification, deadline: Deadline, options: VerifyOptions, stats: dict,
-         device: torch.device, owned: bool) -> Result:
+         device: torch.device, owned: bool, parallel=None) -> Result:
     groups = spec.box_groups()
     if not groups:
         return Result(UNSAT, stats=stats, message="the property has no satisfiable case")
@@ -230,9 +257,13 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
 
     stats["method"] = method
     stats["phase"] = f"search ({method})"
+    # the workers run the plain searches: float-sound proofs and cuts stay in this process
+    spread = parallel is not None and not options.float_sound and not options.cuts
+    if parallel is not None and not spread:
+        stats["distributed_skipped"] = "float-sound proofs and cuts run in one process"
     statuses = []
     start = time.perf_counter()
-    for problem in problems:
+    for index, problem in enumerate(problems):
         if deadline.expired():
             statuses.append(TIMEOUT)
             break
@@ -264,6 +295,9 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                         stats["decided_by"] = "milp"
                     elif not deadline.expired():
                         status, witness = split_inputs(deadline)
+            elif small and spread:
+                status, witness = parallel.search(method, bound_network, problems, index, deadline,
+                                                  lambda points, p=problem: try_candidates(points, p), search_options)
             elif small:
                 status, witness = split_inputs(deadline)
             else:
@@ -275,6 +309,9 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                         status = UNSAT
                     else:
                         status, witness = split_inputs(deadline)
+        elif spread and method == "relu-split":
+            status, witness = parallel.search(method, bound_network, problems, index, deadline,
+                                              lambda points, p=problem: try_candidates(points, p), batch=options.batch)
         else:
             from verifier.bab.relu_split import relu_split_search
 

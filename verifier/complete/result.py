@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 SAT, UNSAT, UNKNOWN, TIMEOUT = "sat", "unsat", "unknown", "timeout"
+#: a search stopped at the end of a time slice, its open domains kept (never an answer)
+PAUSED = "paused"
 
 
 @dataclass

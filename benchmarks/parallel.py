@@ -1,0 +1,213 @@
+"""One hard instance over 1, 2, N local worker processes, and benchmark runs on a Dask cluster, side by side.
+
+    python benchmarks/parallel.py                         # everything below (about 15 min on 2 cores)
+    python benchmarks/parallel.py --skip-bench --workers 1,2 --repeats 2
+    python benchmarks/parallel.py --only acas --timeout 200
+
+Part 1, for each instance (ACAS Xu 3_3 prop 2, mnist_fc 256x4 eps 0.05 props the search solves, oval21
+instances; from ``../shared/benchmarks``, skipped when absent), one fresh ``verifier verify --json`` process per
+configuration, one after the other and interleaved: a single process (the engine as it is), ``--workers 1``
+(coordinator and one worker process: the distribution's own overhead) and ``--workers 2`` (and N where the
+machine has more cores; ``--workers`` picks). Printed: verdict, time to verdict (the verifier's own clock:
+loading, attack, root bound, cluster start-up and search), sub-domains bounded and sub-domains per second of
+search (domains / search phase), the seconds until the workers were ready, the tasks sent, the workers'
+utilisation while subtrees were out (busy time / threads x time), the CPU seconds of the whole process tree,
+and the ratios of 2 workers (N) to 1 worker and to the single process.
+
+Part 2: ``verifier bench`` on the ``test`` family and on ``--bench-limit`` ACAS Xu rows spread over the family
+(``--timeout-scale`` on their timeouts), with ``--jobs 2`` and with ``--cluster local:2``: wall time of the
+whole command (cluster start-up included), instances per minute, and whether every results.csv verdict is
+the same.
+
+All engine processes use 1 thread each (the engine's default). On a shared machine times are noisy: the
+ratios measured side by side in one run are what to compare, and ``uptime``'s load is printed before and
+after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, SHARED
+
+INSTANCES = {
+    "acas": ("acasxu", "onnx/ACASXU_run2a_3_3_batch_2000.onnx", "vnnlib/prop_2.vnnlib"),
+    "mnist11": ("mnist_fc", "onnx/mnist-net_256x4.onnx", "vnnlib/prop_11_0.05.vnnlib"),
+    "mnist3": ("mnist_fc", "onnx/mnist-net_256x4.onnx", "vnnlib/prop_3_0.05.vnnlib"),
+    "oval6767": ("oval21", "onnx/cifar_base_kw.onnx", "vnnlib/cifar_base_kw-img6767-eps0.020000000000000004.vnnlib"),
+    "oval876": ("oval21", "onnx/cifar_base_kw.onnx", "vnnlib/cifar_base_kw-img876-eps0.024836601307189544.vnnlib"),
+}
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def verify(onnx: Path, vnnlib: Path, timeout: float, workers: int | None) -> dict:
+    command = [sys.executable, "-m", "verifier", "verify", str(onnx), str(vnnlib), "--json", "--timeout", str(timeout)]
+    if workers:
+        command += ["--workers", str(workers)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), VERIFIER_THREADS="1")
+    started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout + 120)
+    wall, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the process and of every process it started and reaped (its cluster's workers)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return {"status": "error", "message": (done.stderr.strip().splitlines() or ["?"])[-1], "wall_s": wall,
+                "cpu_s": cpu}
+    payload = json.loads(lines[-1])
+    payload["wall_s"], payload["cpu_s"] = wall, cpu
+    return payload
+
+
+def describe(payload: dict) -> dict:
+    stats = payload.get("stats", {})
+    phases = stats.get("phases", {})
+    search = phases.get("search") or 0.0
+    domains = stats.get("domains") or 0
+    info = stats.get("distributed") or {}
+    return {"status": payload.get("status"), "time": payload.get("time_s", payload["wall_s"]), "domains": domains,
+            "rate": domains / search if search else 0.0, "ready": info.get("workers_ready_s"),
+            "tasks": info.get("tasks"), "lost": info.get("lost"), "cpu": payload.get("cpu_s", 0.0),
+            "use": info.get("utilisation")}
+
+
+def part_instances(args: argparse.Namespace, truth: dict) -> None:
+    configs: list[int | None] = [None] + args.workers
+    names = [n for n in INSTANCES if not args.only or any(o in n for o in args.only.split(","))]
+    print(f"== one instance over worker processes (timeout {args.timeout:g} s, {args.repeats} run(s) each, "
+          f"load {load()})")
+    header = f"{'instance':10s} {'config':10s} {'verdict':8s} {'truth':7s} {'time s':>8s} {'domains':>8s} " \
+             f"{'dom/s':>8s} {'ready s':>8s} {'tasks':>6s} {'use':>5s} {'cpu s':>7s}"
+    print(header)
+    for name in names:
+        family, onnx, vnnlib = INSTANCES[name]
+        onnx, vnnlib = SHARED / family / onnx, SHARED / family / vnnlib
+        if not onnx.is_file():
+            print(f"{name:10s} skipped: {onnx} not found")
+            continue
+        expected = truth.get((family, onnx.name, vnnlib.name), "?")
+        runs: dict[int | None, list[dict]] = {c: [] for c in configs}
+        for _ in range(args.repeats):
+            for config in configs:
+                runs[config].append(describe(verify(onnx, vnnlib, args.timeout, config)))
+        best = {}
+        for config in configs:
+            label = "1 process" if config is None else f"{config} worker" + ("s" if config > 1 else "")
+            for row in runs[config]:
+                print(f"{name:10s} {label:10s} {row['status']:8s} {expected:7s} {row['time']:8.2f} {row['domains']:8d} "
+                      f"{row['rate']:8.1f} {_num(row['ready']):>8s} {_num(row['tasks']):>6s} {_num(row['use']):>5s} "
+                      f"{row['cpu']:7.1f}")
+            solved = [r for r in runs[config] if r["status"] in ("sat", "unsat")]
+            best[config] = min(solved, key=lambda r: r["time"]) if solved else None
+            wrong = [r for r in runs[config] if r["status"] in ("sat", "unsat") and expected in ("sat", "unsat")
+                     and r["status"] != expected]
+            if wrong:
+                print(f"!!! {name} {label}: {len(wrong)} INCORRECT verdict(s) against the ground truth ({expected})")
+        one, base = best.get(1), best.get(None)
+        for config in args.workers:
+            row = best.get(config)
+            if config == 1 or row is None:
+                continue
+            parts = []
+            if one is not None:
+                parts.append(f"vs 1 worker: time {one['time'] / row['time']:.2f}x faster, "
+                             f"dom/s {row['rate'] / max(one['rate'], 1e-9):.2f}x")
+            if base is not None:
+                parts.append(f"vs 1 process: time {base['time'] / row['time']:.2f}x, "
+                             f"dom/s {row['rate'] / max(base['rate'], 1e-9):.2f}x")
+            print(f"{name:10s} {config} workers: " + "; ".join(parts))
+    print(f"(load after: {load()})")
+
+
+def _num(value) -> str:
+    if value is None:
+        return "-"
+    return (f"{value:.2f}" if value < 10 else f"{value:.1f}") if isinstance(value, float) else str(value)
+
+
+def read_truth() -> dict:
+    truth = {}
+    for family in {spec[0] for spec in INSTANCES.values()}:
+        path = SHARED / family / "ground_truth.csv"
+        if path.is_file():
+            with open(path, newline="") as handle:
+                for row in csv.DictReader(handle):
+                    truth[(family, Path(row["onnx"]).name, Path(row["vnnlib"]).name)] = row.get("consensus", "?")
+    return truth
+
+
+def bench(instances: Path, out: Path, extra: list[str], rows: list[str]) -> tuple[float, dict]:
+    command = [sys.executable, "-m", "verifier", "bench", str(instances), "--out", str(out), "--json", *rows, *extra]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"verifier bench failed ({done.returncode}): {done.stderr.strip()[-400:]}")
+    with open(out / "results.csv", newline="") as handle:
+        verdicts = {(r["onnx"], r["vnnlib"]): r["result"] for r in csv.DictReader(handle)}
+    return wall, verdicts
+
+
+def part_bench(args: argparse.Namespace) -> None:
+    print(f"\n== verifier bench: --jobs 2 against --cluster local:2 (load {load()})")
+    print(f"{'family':8s} {'executor':16s} {'instances':>9s} {'wall s':>8s} {'per min':>8s}  verdicts")
+    with tempfile.TemporaryDirectory(prefix="parallel-bench-") as folder:
+        for family in ("test", "acasxu"):
+            instances = SHARED / family / "instances.csv"
+            if not instances.is_file():
+                print(f"{family:8s} skipped: {instances} not found")
+                continue
+            rows = [] if family == "test" else ["--rows", f"::{max(1, 186 // args.bench_limit)}", "--limit",
+                                                str(args.bench_limit), "--timeout-scale", str(args.timeout_scale)]
+            results = {}
+            for label, extra in (("--jobs 2", ["--jobs", "2"]), ("--cluster local:2", ["--cluster", "local:2"])):
+                wall, verdicts = bench(instances, Path(folder) / f"{family}-{label.split()[0][2:]}", extra, rows)
+                results[label] = verdicts
+                count = len(verdicts)
+                tally = ", ".join(f"{v} {list(verdicts.values()).count(v)}" for v in sorted(set(verdicts.values())))
+                print(f"{family:8s} {label:16s} {count:9d} {wall:8.1f} {60 * count / wall:8.1f}  {tally}")
+            same = results["--jobs 2"] == results["--cluster local:2"]
+            print(f"{family:8s} same verdicts in results.csv: {'yes' if same else 'NO'}")
+    print(f"(load after: {load()})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", default=None,
+                        help="worker counts to compare, e.g. 1,2,4 (default: 1,2 and the core count if larger)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="per verify run (default 300 s)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per configuration (the fastest is compared)")
+    parser.add_argument("--only", help="instances whose name contains one of these (comma-separated): "
+                        + ", ".join(INSTANCES))
+    parser.add_argument("--bench-limit", type=int, default=10, help="ACAS Xu rows for the bench part (default 10)")
+    parser.add_argument("--timeout-scale", type=float, default=0.25, help="bench part: on the rows' timeouts")
+    parser.add_argument("--skip-instances", action="store_true")
+    parser.add_argument("--skip-bench", action="store_true")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    args.workers = [int(w) for w in args.workers.split(",")] if args.workers else sorted({1, 2, cores})
+    print(f"machine: {cores} cores, load {load()}; every engine process uses 1 thread")
+    if not args.skip_instances:
+        part_instances(args, read_truth())
+    if not args.skip_bench:
+        part_bench(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""One instance's branch and bound over a real Dask cluster (a LocalCluster of 2 worker processes, 1 thread each,
+started once for this module): the same verdicts as one process, the counterexample confirmed by onnxruntime,
+every domain accounted for by the ledger, a worker killed mid-search costs time and never a domain; and
+benchmark runs on the cluster give the rows of local runs, a lost worker costing one recorded re-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("distributed")
+
+import verifier  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+from tests.distributed_cases import ACAS, DIGITS, acas_margin, digits_margin  # noqa: E402
+from verifier.bench import BenchOptions, InlineExecutor, read_instances, run_benchmark  # noqa: E402
+from verifier.distributed import coordinator, start_local, use_client  # noqa: E402
+
+FAKE = (sys.executable, str(ROOT / "tests" / "bench_fake_verifier.py"))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    started = start_local(2)
+    started.wait_for_workers(2, timeout=120)
+    yield started
+    started.close()
+
+
+def _books(result) -> dict:
+    (ledger,) = result.stats["distributed"]["ledger"]
+    return ledger
+
+
+def test_input_split_over_workers_proves_what_one_process_proves(cluster, tmp_path):
+    prop = acas_margin(tmp_path, -0.41)
+    alone = verifier.verify(ACAS, prop, timeout=120)
+    spread = verifier.verify(ACAS, prop, timeout=120, client=cluster.client)
+    assert alone.status == spread.status == "unsat"
+    info = spread.stats["distributed"]
+    assert info["tasks"] >= 2 and info["worker_domains"] > 0   # the workers did search
+    books = _books(spread)
+    assert books["refuted_weight"] == "1" and books["open_domains"] == 0 and books["undecided_weight"] == "0"
+
+
+def test_relu_split_over_workers_proves_what_one_process_proves(cluster, tmp_path):
+    prop = digits_margin(tmp_path, 1.44)
+    alone = verifier.verify(DIGITS, prop, timeout=120)
+    spread = verifier.verify(DIGITS, prop, timeout=120, client=cluster.client)
+    assert alone.status == spread.status == "unsat" and spread.stats["method"] == "relu-split"
+    assert spread.stats["distributed"]["tasks"] >= 2 and _books(spread)["refuted_weight"] == "1"
+
+
+def test_counterexample_found_by_a_worker_is_confirmed_and_stops_the_run(cluster, tmp_path):
+    prop = acas_margin(tmp_path, -0.405)  # the smallest Y_0 - Y_1 sampled is -0.4068: violations are rare
+    options = verifier.VerifyOptions(attack=False)  # the search, not the attack, must find it
+    torch.manual_seed(0)  # the coordinator's PGD inside the root box then misses it: the workers search on
+    result = verifier.verify(ACAS, prop, timeout=120, options=options, client=cluster.client)
+    assert result.status == "sat"
+    assert result.stats["distributed"]["counterexample_from"].startswith("tcp://")  # a worker found it
+    y = result.counterexample.y  # from onnxruntime on the original file
+    assert y[0] - y[1] <= -0.405
+
+
+def _kill_a_searching_worker(client, done: threading.Event, killed: list) -> None:
+    """Wait for a subtree task that has run for a moment, then SIGKILL the worker process running it."""
+    seen: dict[str, float] = {}
+    while not done.is_set():
+        for worker, keys in client.processing().items():
+            for key in keys:
+                if str(key).startswith("verifier-"):
+                    seen.setdefault(key, time.monotonic())
+                    if time.monotonic() - seen[key] > 0.5:
+                        pid = client.run(os.getpid, workers=[worker])[worker]
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append((worker, key))
+                        return
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_search_costs_time_never_an_answer_or_a_domain(cluster, tmp_path, monkeypatch):
+    monkeypatch.setattr(coordinator, "SLICE_S", 2.0)
+    prop = acas_margin(tmp_path, -0.408)  # about 2 500 sub-boxes: long enough to be killed in the middle
+    done, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_a_searching_worker, args=(cluster.client, done, killed))
+    killer.start()
+    try:
+        result = verifier.verify(ACAS, prop, timeout=300, client=cluster.client)
+    finally:
+        done.set()
+        killer.join()
+    assert killed, "the search ended before a worker could be killed"
+    assert result.status == "unsat"
+    books = _books(result)
+    assert result.stats["distributed"]["lost"] >= 1 and books["requeued"] >= 1
+    lost = books["requeue_log"][0]
+    assert lost["domains"] >= 1 and "KilledWorker" in lost["why"]
+    # every domain of the killed task was sent again and settled; the refuted ones tile the root exactly
+    assert books["requeued_settled"] and books["requeued_domains"] >= lost["domains"]
+    assert books["refuted_weight"] == "1" and books["open_domains"] == 0 and books["open_subtrees"] == 0
+    cluster.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker for the next tests
+
+
+def _family(tmp_path: Path, kinds: list[str], timeout: float = 5.0) -> Path:
+    folder = tmp_path / "fam"
+    (folder / "vnnlib").mkdir(parents=True, exist_ok=True)
+    prop = (ROOT / "models" / "acasxu_like_prop_2.vnnlib").read_text()
+    rows = []
+    for kind in kinds:
+        (folder / "vnnlib" / f"{kind}.vnnlib").write_text(prop)
+        rows.append(f"{ROOT / 'models' / 'acasxu_like.onnx'},vnnlib/{kind}.vnnlib,{timeout}")
+    (folder / "instances.csv").write_text("\n".join(rows) + "\n")
+    return folder / "instances.csv"
+
+
+def _verdicts(report) -> dict[str, tuple[str, str]]:
+    return {Path(o.vnnlib).stem: (o.result, o.witness) for o in report.outcomes}
+
+
+def test_bench_on_the_cluster_records_what_a_local_run_records(cluster, tmp_path):
+    from verifier.bench.dask_executor import DaskExecutor
+
+    instances = read_instances(_family(tmp_path, ["ok", "slow3", "crash", "forged", "hang"], timeout=2.0))
+    local = run_benchmark(instances, BenchOptions(out=tmp_path / "local", command=FAKE, grace=0.5),
+                          executor=InlineExecutor())
+    executor = DaskExecutor(use_client(cluster.client))
+    try:
+        assert executor.jobs == 2
+        remote = run_benchmark(instances, BenchOptions(out=tmp_path / "dask", command=FAKE, grace=0.5),
+                               executor=executor)
+    finally:
+        executor.shutdown()
+    assert _verdicts(remote) == _verdicts(local)
+    assert _verdicts(remote)["ok"] == ("unsat", "") and _verdicts(remote)["crash"][0] == "error"
+    assert (tmp_path / "dask" / "results.csv").read_text().count("\n") == 6  # header + one row each
+
+
+def test_bench_instance_whose_worker_dies_is_run_again_once_and_says_so(cluster, tmp_path):
+    from verifier.bench.dask_executor import DaskExecutor
+
+    instances = read_instances(_family(tmp_path, ["slow30_a"], timeout=20.0))
+    executor = DaskExecutor(use_client(cluster.client))
+    killed = []
+
+    def kill_when_running() -> None:
+        for _ in range(600):
+            busy = [w for w, keys in cluster.client.processing().items()
+                    if any(str(k).startswith("verifier-bench-") for k in keys)]
+            if busy:
+                time.sleep(0.5)
+                pid = cluster.client.run(os.getpid, workers=busy[:1])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(busy[0])
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_when_running)
+    killer.start()
+    try:
+        report = run_benchmark(instances, BenchOptions(out=tmp_path / "out", command=FAKE, grace=1.0),
+                               executor=executor)
+    finally:
+        killer.join()
+        executor.shutdown()
+    (outcome,) = report.outcomes
+    assert killed and outcome.result == "unsat"
+    assert outcome.message.startswith("re-run once: the worker running it was lost")
+    cluster.wait_for_workers(2, timeout=120)

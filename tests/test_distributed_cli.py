@@ -1,0 +1,147 @@
+"""A cluster started exactly as a user would: ``dask scheduler`` and two ``dask worker`` processes on loopback,
+separate OS processes; ``verifier verify --scheduler`` and ``verifier bench --scheduler`` run on it from the
+command line, ``--cluster local:2`` on a cluster of their own. Without Dask the options say how to install it
+(that test runs with or without Dask)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.distributed_cases import ACAS, acas_margin
+
+FAKE = f"{sys.executable} {ROOT / 'tests' / 'bench_fake_verifier.py'}"
+
+
+def _cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "verifier", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env or dict(os.environ, PYTHONPATH=str(ROOT)), timeout=timeout)
+
+
+#: the command line run as if Dask were not installed (an import hook refuses dask and distributed)
+WITHOUT_DASK = """
+import sys
+
+class NoDask:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("dask", "distributed"):
+            raise ImportError(f"No module named {name!r}")
+        return None
+
+sys.meta_path.insert(0, NoDask())
+from verifier.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _cli_without_dask(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WITHOUT_DASK, *args], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+
+
+def test_without_dask_the_options_say_how_to_install_it(tmp_path):
+    prop = str(ROOT / "models" / "acasxu_like_prop_1.vnnlib")
+    verify = _cli_without_dask("verify", str(ACAS), prop, "--workers", "2")
+    assert verify.returncode == 2
+    assert verify.stderr.strip().splitlines()[-1].endswith('pip install "verifier[distributed]"')
+    assert "Traceback" not in verify.stderr
+    instances = tmp_path / "fam" / "instances.csv"
+    instances.parent.mkdir()
+    instances.write_text(f"{ACAS},{prop},10\n")
+    bench = _cli_without_dask("bench", str(instances), "--out", str(tmp_path / "out"), "--cluster", "local:2")
+    assert bench.returncode == 2 and 'pip install "verifier[distributed]"' in bench.stderr
+    plain = _cli_without_dask("verify", str(ACAS), prop)
+    assert plain.returncode == 0 and plain.stdout.strip() == "unsat"  # everything else works without it
+
+
+@pytest.fixture(scope="module")
+def loopback_cluster(tmp_path_factory):
+    pytest.importorskip("distributed")
+    dask = shutil.which("dask")
+    if dask is None:
+        pytest.skip("the dask command is not on PATH")
+    folder = tmp_path_factory.mktemp("cluster")
+    address_file = folder / "scheduler.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    log = open(folder / "cluster.log", "w")
+    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                   "--scheduler-file", str(address_file)], cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)]
+    try:
+        deadline = time.monotonic() + 120
+        while not address_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(address_file.read_text())["address"]
+        for name in ("w1", "w2"):
+            processes.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--name", name,
+                                               "--no-dashboard", "--memory-limit", "0"], cwd=ROOT, env=env,
+                                              stdout=log, stderr=subprocess.STDOUT))
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def test_verify_on_a_cluster_of_separate_processes(loopback_cluster, tmp_path):
+    prop = acas_margin(tmp_path, -0.41)
+    result = _cli("verify", str(ACAS), str(prop), "--scheduler", loopback_cluster, "--json", "--timeout", "200")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["status"] == "unsat"
+    info = payload["stats"]["distributed"]
+    assert info["tasks"] >= 2 and info["worker_domains"] > 0
+    (books,) = info["ledger"]
+    assert books["refuted_weight"] == "1" and books["open_domains"] == 0
+
+
+def _family(tmp_path: Path) -> Path:
+    folder = tmp_path / "fam"
+    (folder / "vnnlib").mkdir(parents=True)
+    prop = (ROOT / "models" / "acasxu_like_prop_2.vnnlib").read_text()
+    kinds = ["ok", "slow5", "crash", "forged"]
+    for kind in kinds:
+        (folder / "vnnlib" / f"{kind}.vnnlib").write_text(prop)
+    (folder / "instances.csv").write_text("".join(f"{ACAS},vnnlib/{k}.vnnlib,5\n" for k in kinds))
+    return folder / "instances.csv"
+
+
+def _verdicts(out: Path) -> dict[str, str]:
+    import csv
+
+    with open(out / "results.csv", newline="") as handle:
+        return {Path(r["vnnlib"]).stem: (r["result"], r["witness"]) for r in csv.DictReader(handle)}
+
+
+@pytest.mark.slow  # three bench runs from the command line; the executor itself is tested in test_distributed.py
+def test_bench_on_a_scheduler_and_on_a_local_cluster_records_what_local_jobs_record(loopback_cluster, tmp_path):
+    instances = _family(tmp_path)
+    runs = {"jobs": ["--jobs", "2"], "scheduler": ["--scheduler", loopback_cluster],
+            "cluster": ["--cluster", "local:2"]}
+    verdicts = {}
+    for name, extra in runs.items():
+        done = _cli("bench", str(instances), "--out", str(tmp_path / name), "--command", FAKE, "--grace", "1", *extra)
+        assert done.returncode == 1, done.stderr  # the forged witness is an incorrect answer
+        verdicts[name] = _verdicts(tmp_path / name)
+    assert verdicts["jobs"] == verdicts["scheduler"] == verdicts["cluster"]
+    assert verdicts["jobs"]["ok"][0] == "unsat" and verdicts["jobs"]["crash"][0] == "error"
+    summary = json.loads((tmp_path / "scheduler" / "summary.json").read_text())
+    assert summary["run"]["jobs"] == 2  # the cluster's worker threads

@@ -1,0 +1,381 @@
+"""One instance's branch and bound over the workers of a Dask cluster: the coordinator.
+
+For each problem (box group) the coordinator
+
+1. bounds the root itself, exactly as a single process does (input splitting: CROWN/alpha-CROWN of the box;
+   ReLU splitting: full alpha-CROWN, cases refuted on the whole box dropped), and keeps searching locally
+   while the workers start (their start-up overlaps the loading, the attack and the root) until there are
+   at least as many open domains as worker threads; an easy instance is decided before any task is sent;
+2. cuts the open domains into one subtree per worker thread (:func:`verifier.distributed.frontier.split`:
+   round robin, so each gets hard and easy ones) and sends them with the run's context, which each worker
+   receives once (``scatter(..., broadcast=True)``);
+3. keeps every worker busy: a worker searches its subtree for a time slice
+   (:func:`verifier.distributed.worker.run_subtree`) and returns refuted, a counterexample, or its open
+   domains, which go back into the queue (cut for the idle workers when some wait); an idle worker with
+   nothing queued makes the coordinator ask the running subtree with the most domains to yield at once
+   (a Dask ``Event``), and its frontier is shared out;
+4. stops every worker at the first counterexample confirmed by onnxruntime (on the worker, then again
+   here), answers ``unsat`` only when the :class:`~verifier.distributed.ledger.Ledger` says the refuted
+   domains weigh exactly 1, and ``timeout`` at the run's deadline, start-up included.
+
+A worker that dies (``KilledWorker``, a cancelled task), hangs past its slice (plus a grace) or disconnects
+has its subtree re-queued as it was sent; a late or duplicate result is ignored. A subtree whose tasks
+fail with an error of the search itself ``MAX_FAILURES`` times raises :class:`DistributedError` (a bug,
+reported in one line, never an answer).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from verifier.complete.deadline import Deadline
+from verifier.complete.problem import Problem
+from verifier.complete.result import PAUSED, SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample
+from verifier.complete.validate import validate
+from verifier.distributed import frontier as frontiers
+from verifier.distributed.cluster import Cluster, ClusterStarter, DistributedError
+from verifier.distributed.ledger import Ledger, LedgerError, Subtree
+from verifier.distributed.worker import SearchContext, SubtreeResult, SubtreeTask, make_search, run_subtree
+from verifier.network import Network
+from verifier.spec.specification import Specification
+
+#: seconds a worker searches a subtree before it returns its open domains (unless asked to yield earlier)
+SLICE_S = 8.0
+#: a task that has not answered this long past its slice counts as hung: its subtree is re-queued
+HANG_GRACE_S = 20.0
+#: a subtree runs at least this long before it may be asked to yield to an idle worker
+MIN_RUN_S = 0.5
+#: failures of a subtree's tasks that are not lost workers before the run gives up with an error
+MAX_FAILURES = 3
+#: seconds kept back before the deadline to stop the workers and close a local cluster
+SHUTDOWN_S = 2.0
+#: errors that mean the worker (not the search) is gone
+LOST = ("KilledWorker", "CancelledError", "FutureCancelledError", "CommClosedError", "StreamClosedError",
+        "OSError", "TimeoutError")
+
+
+@dataclass
+class _InFlight:
+    subtree: int
+    attempt: int
+    future: Any
+    event: str
+    started: float
+    yielded: bool = False
+
+
+class ParallelVerifier:
+    """The cluster side of one verification run: the cluster (started in the background, or given), the
+    context sent to the workers once, and the distributed search of each problem (:meth:`search`)."""
+
+    def __init__(self, starter: ClusterStarter, network: Network, spec: Specification, stats: dict,
+                 slice_s: float | None = None, hang_grace_s: float | None = None):
+        self.starter = starter
+        self.network = network
+        self.spec = spec
+        self.stats = stats
+        self.slice_s = SLICE_S if slice_s is None else slice_s
+        self.hang_grace_s = HANG_GRACE_S if hang_grace_s is None else hang_grace_s
+        self.token = uuid.uuid4().hex
+        self._context: Any = None
+        self._context_key: tuple | None = None
+        self.books: list[Ledger] = []   # one per problem searched on the cluster
+        self.info: dict[str, Any] = {"tasks": 0, "results": 0, "yields": 0, "lost": 0, "hung": 0,
+                                     "sent_mb": 0.0, "returned_mb": 0.0, "slices_s": self.slice_s}
+        stats["distributed"] = self.info
+
+    # -- cluster ----------------------------------------------------------------------------------------
+    def _cluster(self, deadline: Deadline) -> Cluster | None:
+        cluster = self.starter.get(deadline.end)
+        if cluster is not None and "workers_ready_s" not in self.info and self.starter.ready_after is not None:
+            self.info["workers_ready_s"] = round(self.starter.ready_after, 3)
+        return cluster
+
+    def _threads(self, cluster: Cluster) -> int:
+        now = time.monotonic()
+        if now - getattr(self, "_threads_at", 0.0) > 1.0:
+            self._threads_cache, self._threads_at = cluster.nthreads(), now
+            self.info["worker_threads"] = max(self.info.get("worker_threads", 0), self._threads_cache)
+        return self._threads_cache
+
+    def _context_future(self, cluster: Cluster, method: str, bound_network: Network, problems: list[Problem],
+                        input_options: Any, batch: int | None) -> Any:
+        """The run's context on the workers, scattered once (again only if every copy was lost)."""
+        key = (method, id(bound_network), id(problems))
+        if self._context is not None and self._context_key == key and self._context.status == "finished":
+            return self._context
+        source = self.network.source
+        onnx = Path(source).read_bytes() if source is not None else None
+        context = SearchContext(self.token, method, bound_network, self.spec, problems, onnx=onnx,
+                                reference=None if onnx is not None else self.network, input_options=input_options,
+                                batch=batch)
+        self._context = cluster.client.scatter(context, broadcast=True, hash=False)
+        self._context_key = key
+        return self._context
+
+    def finish(self) -> None:
+        """Note in the statistics a cluster that did not start (a run decided without it says so too)."""
+        if self.starter.error is not None:
+            self.info["cluster_error"] = str(self.starter.error)
+
+    def elapsed(self) -> float:
+        """Seconds since the cluster's start was asked for (the run's start)."""
+        return time.monotonic() - self.starter.started_at
+
+    # -- search -----------------------------------------------------------------------------------------
+    def search(self, method: str, bound_network: Network, problems: list[Problem], index: int, deadline: Deadline,
+               try_candidates: Callable, input_options: Any = None, batch: int | None = None
+               ) -> tuple[str, Counterexample | None]:
+        """Decide ``problems[index]`` with ``method`` (``input-split`` or ``relu-split``) over the cluster; returns
+        ``(status, counterexample or None)`` as the single-process searches do."""
+        problem = problems[index]
+        stats = self.stats
+        local_stats: dict = {}
+        local = make_search(SearchContext(self.token, method, bound_network, self.spec, problems,
+                                          input_options=input_options, batch=batch),
+                            bound_network, problem, local_stats, try_candidates)
+        found = local.start()
+        if found is not None:
+            _merge_local(stats, local_stats)
+            return found
+
+        def grown() -> bool:  # enough open domains for every worker, once they are there
+            if not self.starter.ready():
+                return False
+            cluster = self._cluster(deadline)
+            return cluster is not None and local.open_count >= max(1, self._threads(cluster))
+
+        status, witness = local.run(deadline, pause=grown)
+        _merge_local(stats, local_stats)
+        self.info["coordinator_domains"] = self.info.get("coordinator_domains", 0) + int(local_stats.get("domains", 0))
+        if status != PAUSED:
+            return status, witness
+        cluster = self._cluster(deadline)
+        if cluster is None:
+            return TIMEOUT, None
+        ledger = Ledger()
+        self.books.append(ledger)
+        ledger.close_locally(local.closed, getattr(local, "stuck", {}))
+        remaining = frontiers.portable(local.frontier())
+        for piece in frontiers.split(remaining, max(1, self._threads(cluster))):
+            ledger.open(piece)
+        ledger.check()
+        keep_cases = getattr(local, "keep_cases", None)
+        context = self._context_future(cluster, method, bound_network, problems, input_options, batch)
+        self.info.setdefault("distributed_from_s", round(self.elapsed(), 3))
+        return _Run(self, cluster, context, ledger, problem, index, keep_cases, deadline).loop()
+
+
+def _merge_local(stats: dict, local_stats: dict) -> None:
+    """The coordinator's own search statistics into the run's (domains add up over problems)."""
+    for key, value in local_stats.items():
+        if key == "domains":
+            stats["domains"] = stats.get("domains", 0) + value
+        elif key == "max_open":
+            stats["max_open"] = max(stats.get("max_open", 0), value)
+        elif key != "open_domains":
+            stats[key] = value
+
+
+class _Run:
+    """The coordinator's loop for one problem (see the module docstring)."""
+
+    def __init__(self, owner: ParallelVerifier, cluster: Cluster, context: Any, ledger: Ledger, problem: Problem,
+                 index: int, keep_cases: Any, deadline: Deadline):
+        self.owner, self.cluster, self.client, self.context = owner, cluster, cluster.client, context
+        self.ledger, self.problem, self.index, self.keep_cases, self.deadline = ledger, problem, index, keep_cases, \
+            deadline
+        self.info = owner.info
+        self.in_flight: dict[str, _InFlight] = {}
+        # kept back to stop the workers (and close a local cluster) before the deadline
+        total = 0.0 if deadline.end is None else deadline.end - deadline.start
+        self.reserve = min(SHUTDOWN_S, 0.05 * total)
+        self.done: queue.Queue[str] = queue.Queue()
+
+    def loop(self) -> tuple[str, Counterexample | None]:
+        stats, ledger = self.owner.stats, self.ledger
+        started = time.monotonic()
+        try:
+            while True:
+                if ledger.proved():
+                    return UNSAT, None
+                if not ledger.open_subtrees():  # all settled, some undecided
+                    stats["unknown_reason"] = (f"{ledger.undecided_domains} domains with every ReLU phase fixed "
+                                               "were neither proved by the linear program nor gave a valid "
+                                               "counterexample")
+                    return UNKNOWN, None
+                if self.deadline.expired(self.reserve):
+                    stats["open_domains"] = ledger.open_domains()
+                    return TIMEOUT, None
+                threads = max(1, self.owner._threads(self.cluster))
+                self._dispatch(threads)
+                self._ask_to_yield(threads)
+                self._check_hung()
+                try:
+                    key = self.done.get(timeout=max(0.0, min(0.2, self.deadline.remaining())))
+                except queue.Empty:
+                    continue
+                answer = self._handle(key)
+                if answer is not None:
+                    return answer
+        finally:
+            self._stop_all()
+            self.info["ledger"] = [book.summary() for book in self.owner.books]
+            spent = time.monotonic() - started
+            self.info["distributed_s"] = round(self.info.get("distributed_s", 0.0) + spent, 3)
+            threads = max(1, self.info.get("worker_threads", 1))
+            # the share of the worker threads' time spent searching while subtrees were farmed out
+            self.info["utilisation"] = round(self.info.get("worker_busy_s", 0.0)
+                                             / max(1e-9, threads * self.info["distributed_s"]), 3)
+
+    # -- sending ----------------------------------------------------------------------------------------
+    def _dispatch(self, threads: int) -> None:
+        """Send the largest queued subtrees while worker threads are free."""
+        while len(self.in_flight) < threads:
+            queued = self.ledger.queued()
+            if not queued:
+                return
+            self._send(max(queued, key=lambda s: s.count))
+
+    def _send(self, subtree: Subtree) -> None:
+        attempt = self.ledger.start(subtree)
+        name = f"verifier-{self.owner.token}-{self.index}-{subtree.id}-{attempt}"
+        task = SubtreeTask(subtree.id, attempt, self.index, subtree.domains, self.owner.slice_s,
+                           max(0.0, self.deadline.remaining()), keep_cases=self.keep_cases, yield_event=name)
+        future = self.client.submit(run_subtree, self.context, task, key=name, pure=False)
+        self.in_flight[name] = _InFlight(subtree.id, attempt, future, name, time.monotonic())
+        future.add_done_callback(lambda _, key=name: self.done.put(key))
+        self.info["tasks"] += 1
+        self.info["sent_mb"] += frontiers.nbytes(subtree.domains) / 2**20
+
+    def _signal(self, entry: _InFlight) -> None:
+        """Ask a running task to stop at its next step (it then returns its open domains)."""
+        from distributed import Event
+
+        try:
+            Event(entry.event, client=self.client).set()
+            entry.yielded = True
+        except Exception:  # noqa: BLE001 - its slice ends it anyway
+            pass
+
+    def _ask_to_yield(self, threads: int) -> None:
+        """Idle worker threads and nothing queued: the longest-running subtrees with the most domains yield."""
+        idle = threads - len(self.in_flight)
+        if idle <= 0 or self.ledger.queued():
+            return
+        now = time.monotonic()
+        asked = sum(1 for e in self.in_flight.values() if e.yielded)
+        candidates = [e for e in self.in_flight.values()
+                      if not e.yielded and now - e.started >= MIN_RUN_S and self.ledger.is_open(e.subtree)]
+        candidates.sort(key=lambda e: -self.ledger.subtrees[e.subtree].count)
+        for entry in candidates[: max(0, idle - asked)]:
+            self._signal(entry)
+            self.info["yields"] += 1
+
+    def _check_hung(self) -> None:
+        limit = self.owner.slice_s + self.owner.hang_grace_s
+        now = time.monotonic()
+        for name, entry in list(self.in_flight.items()):
+            if now - entry.started > limit:
+                self.in_flight.pop(name)
+                entry.future.cancel()
+                if self.ledger.requeue(entry.subtree, entry.attempt, f"no answer {limit:g} s after it was sent"):
+                    self.info["hung"] += 1
+
+    def _stop_all(self) -> None:
+        """Stop every task in flight: tell it to yield (for an existing cluster's running threads) and cancel."""
+        entries = list(self.in_flight.values())
+        self.in_flight.clear()
+        for entry in entries:
+            self._signal(entry)
+        if entries:
+            try:
+                self.client.cancel([e.future for e in entries])
+            except Exception:  # noqa: BLE001 - a scheduler gone away
+                pass
+        if entries:
+            threading.Thread(target=_clear_events, args=(self.client, [e.event for e in entries]),
+                             daemon=True).start()
+
+    # -- receiving --------------------------------------------------------------------------------------
+    def _handle(self, name: str) -> tuple[str, Counterexample | None] | None:
+        entry = self.in_flight.pop(name, None)
+        if entry is None:  # given up on already (hung) or stopped
+            return None
+        future, ledger = entry.future, self.ledger
+        if entry.yielded:
+            _clear_events(self.client, [entry.event])
+        if future.status != "finished":
+            error = future.exception() if future.status == "error" else None
+            kind = type(error).__name__ if error is not None else "CancelledError"
+            lost = error is None or kind in LOST or isinstance(error, (OSError, TimeoutError))
+            if ledger.requeue(entry.subtree, entry.attempt, f"{kind}: {error}" if error else "cancelled"):
+                if lost:
+                    self.info["lost"] += 1
+                else:
+                    subtree = ledger.subtrees[entry.subtree]
+                    if subtree.failures >= MAX_FAILURES:
+                        raise DistributedError(f"subtree {subtree.id} failed {subtree.failures} times on the workers; "
+                                               f"last: {kind}: {str(error).splitlines()[0] if str(error) else ''}")
+            return None
+        result: SubtreeResult = future.result()
+        self.info["results"] += 1
+        stats = self.owner.stats
+        stats["domains"] = stats.get("domains", 0) + result.visited
+        self.info["worker_domains"] = self.info.get("worker_domains", 0) + result.visited
+        self.info["worker_busy_s"] = round(self.info.get("worker_busy_s", 0.0) + result.seconds, 3)
+        self.info.setdefault("first_result_s", round(self.owner.elapsed(), 3))
+        self.info["returned_mb"] += frontiers.nbytes(result.remaining) / 2**20
+        if not ledger.is_open(result.subtree):
+            ledger.ignored += 1
+            return None
+        if result.status == SAT:
+            witness = self._confirm(result.witness)
+            if witness is not None:
+                self.info["counterexample_from"] = result.worker
+                return SAT, witness
+            ledger.requeue(entry.subtree, entry.attempt, "its counterexample was not confirmed by the coordinator")
+            return None
+        if result.status == TIMEOUT:  # out of time there: the subtree stays open (the run's deadline decides)
+            ledger.requeue(entry.subtree, entry.attempt, "the worker ran out of time")
+            return None
+        if result.status == UNKNOWN and frontiers.size(result.remaining):
+            stats["unknown_reason"] = result.reason or "a worker gave up on its subtree"
+            return UNKNOWN, None
+        threads = max(1, self.owner._threads(self.cluster))
+        idle = threads - len(self.in_flight) - len(ledger.queued())
+        try:
+            ledger.settle(result.subtree, result.refuted, result.undecided, result.remaining, pieces=max(1, idle))
+        except LedgerError as error:
+            raise DistributedError(f"the distributed search lost track of its domains: {error}") from None
+        for other_name, other in list(self.in_flight.items()):  # other attempts of it are moot now
+            if other.subtree == result.subtree:
+                self.in_flight.pop(other_name)
+                self._signal(other)
+                other.future.cancel()
+        return None
+
+    def _confirm(self, witness: Counterexample | None) -> Counterexample | None:
+        """The worker's counterexample checked once more here, by onnxruntime on the original model."""
+        if witness is None:
+            return None
+        return validate(self.owner.network, self.owner.spec, witness.x, self.problem.exact_lower,
+                        self.problem.exact_upper)
+
+
+def _clear_events(client: Any, names: list[str]) -> None:
+    """Forget yield events on the scheduler (they are kept until cleared)."""
+    from distributed import Event
+
+    for name in names:
+        try:
+            Event(name, client=client).clear()
+        except Exception:  # noqa: BLE001 - best effort
+            pass
