@@ -10,7 +10,7 @@ import torch
 from verifier.errors import ModelLoadError
 from verifier.frontend.onnx_loader import onnx_to_graph, read_model
 from verifier.frontend.simplify import check_finite, simplify
-from verifier.frontend.torch_loader import torch_to_graph
+from verifier.frontend.torch_loader import shared_dtype, torch_to_graph
 from verifier.network import Network
 from verifier.threads import ensure_threads
 
@@ -30,18 +30,36 @@ def load_onnx(source: str | os.PathLike | bytes | onnx.ModelProto, dtype: torch.
     return Network(graph, source=os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
 
 
-def from_torch(module: torch.nn.Module, example_input: torch.Tensor, dtype: torch.dtype | None = None) -> Network:
+def from_torch(
+    module: torch.nn.Module,
+    example_input: torch.Tensor,
+    dtype: torch.dtype | None = None,
+    share_parameters: bool = False,
+) -> Network:
     """Convert a torch model built from supported layers (Linear, Conv, BatchNorm, ReLU, Sigmoid, Tanh,
     Flatten, reshapes, residual additions) into the graph IR.
 
     ``example_input`` fixes the input shape (include the batch dimension of 1 if the module expects one).
-    The converted network is checked against ``module(example_input)``.
+    The converted network is checked against ``module(example_input)`` (in ``eval()`` mode: BatchNorm uses
+    its running statistics).
+
+    ``share_parameters=False`` (default): the weights are copied; the network is a constant snapshot.
+    ``share_parameters=True``: the network holds the module's live parameters (Linear, Conv, ConvTranspose,
+    BatchNorm), no copy and no detach; ``|W|`` and the BatchNorm folded into the layer before it are
+    recomputed at each use. Bounds computed with the engine (:mod:`verifier.bounds`, :mod:`verifier.training`)
+    are then differentiable in the parameters and follow every optimiser step (certified training). The
+    network computes in the parameters' dtype (``dtype`` must be None or that dtype; cast the module instead).
     """
     ensure_threads()
+    if share_parameters and dtype is not None and dtype != shared_dtype(module):
+        raise ModelLoadError(
+            f"share_parameters=True computes in the module's dtype ({shared_dtype(module)}), not {dtype}: "
+            "cast the module (module.to(dtype)) instead"
+        )
     was_training = module.training
     module.eval()
     try:
-        graph = simplify(torch_to_graph(module, example_input).build())
+        graph = simplify(torch_to_graph(module, example_input, share_parameters).build())
         check_finite(graph)
         network = Network(graph)
         with torch.no_grad():
@@ -56,4 +74,4 @@ def from_torch(module: torch.nn.Module, example_input: torch.Tensor, dtype: torc
             )
     finally:
         module.train(was_training)
-    return network.to(dtype) if dtype is not None else network
+    return network.to(dtype) if dtype is not None and not share_parameters else network
