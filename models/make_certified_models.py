@@ -57,10 +57,11 @@ ARCHITECTURES = {"mlp": (mlp, (64,)), "cnn": (cnn, (1, 8, 8))}
 
 
 def train(name: str, method: str, seed: int, x_train: torch.Tensor, y_train: torch.Tensor) -> tuple[nn.Module, float]:
-    """One certified training run (fixed seed); returns the model and its training time."""
+    """One training run (fixed seed; ``method="natural"`` for the baseline, with the default initialisation);
+    returns the model and its training time."""
     make, shape = ARCHITECTURES[name]
     torch.manual_seed(seed)
-    model = ibp_init(make())
+    model = make() if method == "natural" else ibp_init(make())
     epochs = EPOCHS[name]
     loader = batches(x_train.reshape(-1, *shape), y_train, 64, seed=seed)
     schedule = EpsilonSchedule(TRAIN_EPS, start=2, length=epochs // 2, shape="smoothed")
