@@ -56,7 +56,8 @@ def cnn() -> nn.Module:
 ARCHITECTURES = {"mlp": (mlp, (64,)), "cnn": (cnn, (1, 8, 8))}
 
 
-def train(name: str, method: str, seed: int, x_train: torch.Tensor, y_train: torch.Tensor) -> tuple[nn.Module, float]:
+def train(name: str, method: str, seed: int, x_train: torch.Tensor, y_train: torch.Tensor,
+          crown_rows: int | None = None) -> tuple[nn.Module, float]:
     """One training run (fixed seed; ``method="natural"`` for the baseline, with the default initialisation);
     returns the model and its training time."""
     make, shape = ARCHITECTURES[name]
@@ -68,7 +69,7 @@ def train(name: str, method: str, seed: int, x_train: torch.Tensor, y_train: tor
     start = time.perf_counter()
     train_certified(model, loader, schedule, epochs, method, kappa=Ramp(1.0, 0.0), beta=Ramp(1.0, 0.0), lr=1e-3,
                     lr_decay_epochs=(int(0.75 * epochs), int(0.9 * epochs)), regularizer=0.5,
-                    label=f"{name} {method}")
+                    crown_rows=crown_rows, label=f"{name} {method}")
     return model, time.perf_counter() - start
 
 

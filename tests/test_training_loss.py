@@ -120,6 +120,25 @@ def test_crown_ibp_beta_mixes_the_two_bounds():
     torch.testing.assert_close(mixed.lower, 0.25 * mixed.crown + 0.75 * ibp)
 
 
+def test_crown_on_the_hardest_rows_only_is_sound_and_mixes():
+    """``crown_rows=2``: the two lowest IBP rows of each sample get the CROWN-IBP mix, the others their IBP bound."""
+    model, shape = small_models(1)[2]
+    x, y = torch.rand(6, *shape, generator=torch.Generator().manual_seed(4)), torch.arange(6) % 5
+    full = loss_terms(model, x, y, 0.1, method="crown-ibp", beta=0.5, domain=(0.0, 1.0))
+    part = loss_terms(model, x, y, 0.1, method="crown-ibp", beta=0.5, domain=(0.0, 1.0), crown_rows=2)
+    network = shared_network(model, x)
+    lower, upper = input_box(x.reshape(6, *network.input_shape), 0.1, (0.0, 1.0))
+    ibp = margin_lower_bounds(network.graph, lower, upper, margin_spec(y, 5), "ibp").lower.detach()
+    chosen = ibp.argsort(1)[:, :2]
+    expected = ibp.scatter(1, chosen, full.margin_lower.detach().gather(1, chosen))
+    torch.testing.assert_close(part.margin_lower.detach(), expected)
+    part.loss.backward()
+    with torch.no_grad():
+        samples = lower + (upper - lower) * torch.rand(200, *lower.shape)
+        outputs = model(samples.reshape(-1, *shape)).reshape(200, 6, -1)
+        assert (torch.einsum("bkn,sbn->sbk", margin_spec(y, 5), outputs) >= part.margin_lower - 1e-5).all()
+
+
 def test_loss_gradcheck_in_float64():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),

@@ -83,6 +83,7 @@ def train_certified(
     lr_decay: float = 0.2,
     grad_clip: float | None = 10.0,
     regularizer: float = 0.0,
+    crown_rows: int | None = None,
     progress: bool | None = None,
     label: str | None = None,
 ) -> TrainingHistory:
@@ -97,7 +98,9 @@ def train_certified(
     the ramp from their start to their end value (numbers: constant). ``domain``: inputs are clipped to it.
     ``optimizer``: default Adam at ``lr``, multiplied by ``lr_decay`` at each of ``lr_decay_epochs``.
     ``grad_clip``: gradient-norm clipping (None: off). ``regularizer``: strength of the warm-up regulariser of
-    Shi et al. 2021 (0: off). ``progress``: progress bar on stderr (default: when stderr is a terminal).
+    Shi et al. 2021 (0: off). ``crown_rows``: CROWN-IBP's pass on that many hardest margins per sample only
+    (see :mod:`verifier.training.bounds`; default all). ``progress``: progress bar on stderr (default: when
+    stderr is a terminal).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -127,7 +130,7 @@ def train_certified(
                 if network is None:
                     network = shared_network(model, x)
                 terms = loss_terms(model, x, y, eps_now, method="ibp" if method == "natural" else method,
-                                   kappa=kappa_now, beta=beta_now, domain=domain)
+                                   kappa=kappa_now, beta=beta_now, domain=domain, crown_rows=crown_rows)
                 loss = terms.loss
                 reg = None
                 if regularizer > 0 and terms.bounds is not None:
