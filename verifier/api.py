@@ -13,7 +13,7 @@ from verifier.cancel import TimeLimitReached
 from verifier.errors import ModelLoadError, ResourceLimitError, ShapeError, VerifierError, shorten
 from verifier.frontend.onnx_loader import onnx_to_graph, read_model
 from verifier.frontend.simplify import check_finite, simplify
-from verifier.frontend.torch_loader import torch_to_graph
+from verifier.frontend.torch_loader import shared_dtype, torch_to_graph
 from verifier.network import Network
 from verifier.threads import ensure_threads
 
@@ -39,18 +39,35 @@ def load_onnx(source: str | os.PathLike | bytes | onnx.ModelProto, dtype: torch.
         return Network(graph, source=os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
 
 
-def from_torch(module: torch.nn.Module, example_input: torch.Tensor | np.ndarray,
-               dtype: torch.dtype | None = None) -> Network:
+def from_torch(
+    module: torch.nn.Module,
+    example_input: torch.Tensor | np.ndarray,
+    dtype: torch.dtype | None = None,
+    share_parameters: bool = False,
+) -> Network:
     """Convert a torch model built from supported layers (Linear, Conv, BatchNorm, ReLU, Sigmoid, Tanh,
     Flatten, reshapes, residual additions) into the graph IR.
 
     ``example_input`` fixes the input shape (include the batch dimension of 1 if the module expects one).
-    The converted network is checked against ``module(example_input)``; the module is kept as
-    ``network.module``, the independent executor that checks counterexamples.
+    The converted network is checked against ``module(example_input)`` (in ``eval()`` mode: BatchNorm uses
+    its running statistics); the module is kept as ``network.module``, the independent executor that checks
+    counterexamples. The network is put on the device of the module's parameters.
+
+    ``share_parameters=False`` (default): the weights are copied; the network is a constant snapshot.
+    ``share_parameters=True``: the network holds the module's live parameters (Linear, Conv, ConvTranspose,
+    BatchNorm), no copy and no detach; ``|W|`` and the BatchNorm folded into the layer before it are
+    recomputed at each use. Bounds computed with the engine (:mod:`verifier.bounds`, :mod:`verifier.training`)
+    are then differentiable in the parameters and follow every optimiser step (certified training). The
+    network computes in the parameters' dtype (``dtype`` must be None or that dtype; cast the module instead).
     """
     ensure_threads()
     if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
+    if share_parameters and dtype is not None and dtype != shared_dtype(module):
+        raise ModelLoadError(
+            f"share_parameters=True computes in the module's dtype ({shared_dtype(module)}), not {dtype}: "
+            "cast the module (module.to(dtype)) instead"
+        )
     try:
         example_input = torch.as_tensor(example_input)
     except (TypeError, ValueError, RuntimeError) as error:
@@ -61,7 +78,7 @@ def from_torch(module: torch.nn.Module, example_input: torch.Tensor | np.ndarray
     module.eval()
     try:
         with model_errors("the torch module"):
-            graph = simplify(torch_to_graph(module, example_input).build())
+            graph = simplify(torch_to_graph(module, example_input, share_parameters).build())
             check_finite(graph)
             parameter = next(iter(module.parameters()), None)
             # the converter's own constants (pooling windows, indices) are made on the CPU: all go where the module is
@@ -79,7 +96,7 @@ def from_torch(module: torch.nn.Module, example_input: torch.Tensor | np.ndarray
     finally:
         module.train(was_training)
     network.module = module
-    return network.to(dtype) if dtype is not None else network
+    return network.to(dtype) if dtype is not None and not share_parameters else network
 
 
 class model_errors:

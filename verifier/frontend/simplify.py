@@ -16,6 +16,7 @@ from verifier.ir import Graph, Node
 from verifier.ops.conv import Conv
 from verifier.ops.elementwise import Affine
 from verifier.ops.linear import Linear
+from verifier.ops.shared import SharedBatchNorm, fold_shared, is_shared
 
 
 def simplify(graph: Graph) -> Graph:
@@ -61,8 +62,12 @@ def _fold(producer: Node, affine: Affine) -> Linear | Conv | None:
     else:
         return None
     out_features = producer.shape[channel_axis]
+    if isinstance(affine, SharedBatchNorm):  # live parameters: folded at each use, on its channel axis (1)
+        return fold_shared(op, affine, None, None) if channel_axis == 1 else None
     scale = _per_channel(affine.scale, producer.shape, channel_axis)
     shift = _per_channel(affine.shift, producer.shape, channel_axis)
+    if is_shared(op):
+        return fold_shared(op, affine, scale, shift)
     if scale is False or shift is False:
         return None
     weight, bias = op.weight, op.bias

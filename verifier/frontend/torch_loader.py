@@ -19,7 +19,9 @@ import torch.fx
 
 from verifier.errors import ModelLoadError, UnsupportedOperatorError
 from verifier.frontend.build import GraphBuilder
+from verifier.ops.base import Operator
 from verifier.ops.registry import TORCH_CONVERTERS
+from verifier.ops.shared import SHARED_MODULES, share_module_parameters
 
 #: functions of two tensors (one may be a constant): both operands are inputs of the node
 _BINARY = {"maximum", "minimum", "max", "min", "matmul", "pow", "mul", "div", "truediv"}
@@ -35,13 +37,20 @@ def supported_torch_ops() -> list[str]:
     return sorted(set(names) | {cls.__name__ for cls in PASS_THROUGH_MODULES})
 
 
-def torch_to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> GraphBuilder:
-    """Trace ``module`` and convert it, with shapes taken from ``example_input`` (batch size 1)."""
+def torch_to_graph(
+    module: torch.nn.Module, example_input: torch.Tensor, share_parameters: bool = False
+) -> GraphBuilder:
+    """Trace ``module`` and convert it, with shapes taken from ``example_input`` (batch size 1).
+
+    ``share_parameters``: the operators hold the module's live parameters instead of copies (see
+    :mod:`verifier.ops.shared`); the network's dtype is then the parameters' dtype."""
     try:
         traced = torch.fx.symbolic_trace(module)
     except Exception as error:
         raise ModelLoadError(f"cannot trace the torch module with torch.fx: {type(error).__name__}: {error}") from None
     dtype = example_input.dtype if example_input.is_floating_point() else torch.float32
+    if share_parameters:
+        dtype = shared_dtype(module)
     builder: GraphBuilder | None = None
     values: dict[str, tuple[str, Any]] = {}  # fx name -> ("var", tensor name) | ("const", value)
     constants: dict[str, np.ndarray] = {}
@@ -52,21 +61,36 @@ def torch_to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Grap
             builder = GraphBuilder(node.name, tuple(example_input.shape), dtype)
             values[node.name] = ("var", node.name)
         elif node.op == "get_attr":
-            values[node.name] = ("const", _fetch(traced, node.target))
+            value = _fetch(traced, node.target, share_parameters)
+            values[node.name] = ("const", value)
         elif node.op == "output":
             kind, name = _lookup(values, node.args[0])
             if kind != "var":
                 raise ModelLoadError("the module's output does not depend on its input")
             builder.set_output(name)
         else:
-            values[node.name] = _convert(traced, node, values, constants, builder)
+            values[node.name] = _convert(traced, node, values, constants, builder, share_parameters)
     return builder
 
 
-def _fetch(traced: torch.fx.GraphModule, target: str) -> Any:
+def shared_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The one floating-point dtype of a module's parameters (a shared network computes in it)."""
+    dtypes = {p.dtype for p in module.parameters() if p.is_floating_point()}
+    if len(dtypes) > 1:
+        names = ", ".join(sorted(str(d) for d in dtypes))
+        raise ModelLoadError(f"share_parameters=True needs one parameter dtype, the module has {names}")
+    return dtypes.pop() if dtypes else torch.float32
+
+
+def _fetch(traced: torch.fx.GraphModule, target: str, share_parameters: bool = False) -> Any:
     value: Any = traced
     for part in target.split("."):
         value = getattr(value, part)
+    if share_parameters and isinstance(value, torch.nn.Parameter) and value.requires_grad:
+        raise ModelLoadError(
+            f"share_parameters=True: the parameter {target!r} is used outside a module the engine can share "
+            f"({SHARED_MODULES}); it would be copied and receive no gradient"
+        )
     return value.detach() if isinstance(value, torch.Tensor) else value
 
 
@@ -86,7 +110,8 @@ def _flat(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return [leaf for kind, value in items for leaf in (_flat(value) if kind == "list" else [(kind, value)])]
 
 
-def _convert(traced, node: torch.fx.Node, values, constants, builder: GraphBuilder) -> tuple[str, Any]:
+def _convert(traced, node: torch.fx.Node, values, constants, builder: GraphBuilder,
+             share_parameters: bool = False) -> tuple[str, Any]:
     args = [_lookup(values, a) for a in node.args]
     kwargs = {k: _lookup(values, v) for k, v in node.kwargs.items()}
     variables = [v for kind, v in _flat(args + list(kwargs.values())) if kind == "var"]
@@ -119,8 +144,25 @@ def _convert(traced, node: torch.fx.Node, values, constants, builder: GraphBuild
         name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
         raise UnsupportedOperatorError(name, node.name, "", supported_torch_ops())
     op_type, inputs, attrs = _arguments(node, target, module, args, kwargs, constants)
+    if share_parameters and module is not None:
+        converter = _sharing(converter, module, node.name)
     builder.convert(converter, op_type, node.name, inputs, node.name, attrs, constants, module)
     return "var", builder.resolve(node.name)
+
+
+def _sharing(converter, module: torch.nn.Module, name: str):
+    """``converter`` followed by :func:`~verifier.ops.shared.share_module_parameters` on its operator."""
+
+    def convert(source):
+        op = converter(source)
+        if not isinstance(op, Operator):
+            if any(p.requires_grad for p in module.parameters()):
+                raise ModelLoadError(f"share_parameters=True: cannot share the parameters of "
+                                     f"{type(module).__name__} at node {name!r}")
+            return op
+        return share_module_parameters(op, module, name)
+
+    return convert
 
 
 def _arguments(node, target, module, args, kwargs, constants) -> tuple[str, list[str], dict[str, Any]]:

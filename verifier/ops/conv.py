@@ -251,6 +251,65 @@ class ConvTranspose(_WeightedMap):
         return f"ConvTranspose{self.dims}d {self.weight.shape[0]}->{self.weight.shape[1] * self.groups}"
 
 
+class _SharedWeights:
+    """Mixin for :class:`Conv` / :class:`ConvTranspose`: weight and bias read from live tensors at each use (a
+    torch module's parameters, with any BatchNorm folded after them: :class:`verifier.ops.shared.LiveAffine`),
+    so bounds are differentiable in them; ``|W|`` is recomputed each time instead of stored."""
+
+    source = None  # a LiveAffine
+
+    @classmethod
+    def from_conv(cls, op, source):
+        """The shared version of ``op`` (its geometry, ``source``'s weights)."""
+        shared = cls.__new__(cls)
+        vars(shared).update({k: v for k, v in vars(op).items() if not isinstance(v, Tensor)})
+        shared.source = source
+        return shared
+
+    @property
+    def weight(self) -> Tensor:
+        return self.source.weight()
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.source.bias()
+
+    @property
+    def weight_abs(self) -> Tensor:
+        return self.source.weight().abs()
+
+    def interval(self, bounds: Interval) -> Interval:
+        weight = self.weight
+        center, radius = center_radius(*bounds)
+        out_center = self._apply(center, weight, self.bias)
+        out_radius = self._apply(radius, weight.abs(), None)
+        return out_center - out_radius, out_center + out_radius
+
+    def constants(self) -> dict[str, Tensor]:
+        return self.source.tensors()
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | None = None):
+        from verifier.ops.shared import check_shared_placement
+
+        check_shared_placement(self, self.constants(), dtype, device)
+        return self
+
+    def describe(self) -> str:
+        return super().describe() + " (shared)"
+
+
+class SharedConv(_SharedWeights, Conv):
+    """:class:`Conv` holding a torch module's live parameters (``from_torch(..., share_parameters=True)``)."""
+
+    op_type = "SharedConv"
+
+
+class SharedConvTranspose(_SharedWeights, ConvTranspose):
+    """:class:`ConvTranspose` holding a torch module's live parameters."""
+
+    op_type = "SharedConvTranspose"
+
+
 @onnx_op("ConvTranspose")
 def _onnx_conv_transpose(node: SourceNode) -> ConvTranspose:
     if node.is_const(0) or not node.is_const(1) or (node.has_input(2) and not node.is_const(2)):

@@ -58,6 +58,45 @@ class Linear(Operator):
         return f"Linear {self.weight.shape[1]}->{self.weight.shape[0]}"
 
 
+class SharedLinear(Linear):
+    """:class:`Linear` whose weight and bias are read from live tensors at each use (a torch module's
+    parameters, with any BatchNorm folded after them: :class:`verifier.ops.shared.LiveAffine`), so bounds are
+    differentiable in them; ``|W|`` is recomputed each time instead of stored."""
+
+    op_type = "SharedLinear"
+
+    def __init__(self, source):
+        self.source = source
+
+    @property
+    def weight(self) -> Tensor:
+        return self.source.weight()
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.source.bias()
+
+    @property
+    def weight_abs(self) -> Tensor:
+        return self.source.weight().abs()
+
+    def interval(self, bounds: Interval) -> Interval:
+        weight = self.weight
+        return interval_linear(*bounds, weight, weight.abs(), self.bias)
+
+    def constants(self) -> dict[str, Tensor]:
+        return self.source.tensors()
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Operator:
+        from verifier.ops.shared import check_shared_placement
+
+        check_shared_placement(self, self.constants(), dtype, device)
+        return self
+
+    def describe(self) -> str:
+        return super().describe() + " (shared)"
+
+
 # A zero column is left out of the product when at least this share of the columns is zero, in products
 # of at least SPARSE_MIN_PRODUCT multiply-adds onto at least SPARSE_MIN_WIDTH input features. Below those,
 # finding and gathering the columns (three passes over A) costs more than the multiply-adds it saves: on
