@@ -76,9 +76,9 @@ def test_input_split_halves_its_batch_and_loses_no_domain(instances, kind, monke
     calls = []   # (boxes handed in, open boxes pushed) per completed call; the first is the root
     push = input_split._push_open
 
-    def spy_push(network, problem, lower, upper, lb, A_x, stack, try_candidates):
+    def spy_push(network, problem, lower, upper, lb, A_x, stack, try_candidates, *rest):
         before = len(stack)
-        witness = push(network, problem, lower, upper, lb, A_x, stack, try_candidates)
+        witness = push(network, problem, lower, upper, lb, A_x, stack, try_candidates, *rest)
         calls.append((lower.shape[0], sum(entry[0].shape[0] for entry in stack[before:])))
         return witness
 

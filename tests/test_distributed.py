@@ -6,6 +6,7 @@ benchmark runs on the cluster give the rows of local runs, a lost worker costing
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -108,14 +109,49 @@ def test_a_worker_killed_mid_search_costs_time_never_an_answer_or_a_domain(clust
     cluster.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker for the next tests
 
 
+def _kill_every_worker(client, done: threading.Event, killed: list) -> None:
+    """Once a subtree task has run for a moment, SIGKILL every worker process at once: every copy of the run's
+    scattered context is lost with them."""
+    while not done.is_set():
+        if any(str(key).startswith("verifier-") for keys in client.processing().values() for key in keys):
+            time.sleep(0.5)
+            for worker, pid in client.run(os.getpid).items():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(worker)
+            return
+        time.sleep(0.05)
+
+
+def test_every_worker_killed_at_once_the_context_is_sent_again(cluster, tmp_path, monkeypatch):
+    monkeypatch.setattr(coordinator, "SLICE_S", 2.0)
+    prop = acas_margin(tmp_path, -0.4076)  # some 3 000 sub-boxes: seconds of search
+    done, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_every_worker, args=(cluster.client, done, killed))
+    killer.start()
+    try:
+        result = verifier.verify(ACAS, prop, timeout=300, client=cluster.client)
+    finally:
+        done.set()
+        killer.join()
+    assert len(killed) == 2, "the search ended before the workers could be killed"
+    assert result.status == "unsat"
+    info = result.stats["distributed"]
+    assert info["lost"] >= 1 and info.get("context_scattered", 1) >= 2   # the lost context was scattered again
+    books = _books(result)
+    assert books["refuted_weight"] == "1" and books["open_domains"] == 0 and books["open_subtrees"] == 0
+    cluster.wait_for_workers(2, timeout=120)
+
+
 def _family(tmp_path: Path, kinds: list[str], timeout: float = 5.0) -> Path:
     folder = tmp_path / "fam"
     (folder / "vnnlib").mkdir(parents=True, exist_ok=True)
     prop = (ROOT / "models" / "acasxu_like_prop_2.vnnlib").read_text()
+    (folder / "onnx").mkdir(exist_ok=True)   # the network inside the family's folder (bench refuses paths outside it)
+    shutil.copy(ROOT / "models" / "acasxu_like.onnx", folder / "onnx" / "acasxu_like.onnx")
     rows = []
     for kind in kinds:
         (folder / "vnnlib" / f"{kind}.vnnlib").write_text(prop)
-        rows.append(f"{ROOT / 'models' / 'acasxu_like.onnx'},vnnlib/{kind}.vnnlib,{timeout}")
+        rows.append(f"onnx/acasxu_like.onnx,vnnlib/{kind}.vnnlib,{timeout}")
     (folder / "instances.csv").write_text("\n".join(rows) + "\n")
     return folder / "instances.csv"
 

@@ -43,8 +43,14 @@ class UnsupportedOperatorError(ModelLoadError):
         self.node_name = node_name
         detail = f": {reason}" if reason else ""
         message = f"unsupported operator {quote(op_type)} at node {quote(node_name)}{detail}"
-        if supported:
-            message += f". Supported operators: {', '.join(sorted(supported))}"
+        self.supported = sorted(supported or [])
+        listed = ", ".join(self.supported)
+        if supported and len(listed) <= 300:
+            message += f". Supported operators: {listed}"
+        elif supported:  # a long list would drown the one line: the common ones, and where to find the rest
+            common = [op for op in ("Gemm", "MatMul", "Conv", "Relu", "Sigmoid", "Add", "Reshape") if op in supported]
+            message += (f". {len(self.supported)} operators are supported ({', '.join(common)}, ...); "
+                        "'verifier supports --onnx-operators' lists them all")
         super().__init__(message)
 
 

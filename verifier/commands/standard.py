@@ -41,7 +41,7 @@ def _version(path: str):
                 return vnnlib_version(handle.read(4096))
         with open(path, encoding="utf-8", errors="replace") as handle:
             return vnnlib_version(handle.read(4096))
-    except OSError:
+    except Exception:  # noqa: BLE001 - unreadable or corrupt (zlib.error...): the 1.0 reader names the problem
         return None
 
 

@@ -108,6 +108,7 @@ class ParallelVerifier:
     def _context_future(self, cluster: Cluster, method: str, bound_network: Network, problems: list[Problem],
                         input_options: Any, batch: int | None) -> Any:
         """The run's context on the workers, scattered once (again only if every copy was lost)."""
+        self._context_args = (method, bound_network, problems, input_options, batch)
         key = (method, id(bound_network), id(problems))
         if self._context is not None and self._context_key == key and self._context.status == "finished":
             return self._context
@@ -119,6 +120,13 @@ class ParallelVerifier:
         self._context = cluster.client.scatter(context, broadcast=True, hash=False)
         self._context_key = key
         return self._context
+
+    def context_again(self, cluster: Cluster) -> Any:
+        """The run's context, scattered again when every copy of it was lost (the workers holding it died; tasks
+        depending on lost data would wait for ever)."""
+        self.info["context_scattered"] = self.info.get("context_scattered", 1) + 1
+        self._context = None
+        return self._context_future(cluster, *self._context_args)
 
     def finish(self) -> None:
         """Note in the statistics a cluster that did not start (a run decided without it says so too)."""
@@ -249,6 +257,8 @@ class _Run:
         name = f"verifier-{self.owner.token}-{self.index}-{subtree.id}-{attempt}"
         task = SubtreeTask(subtree.id, attempt, self.index, subtree.domains, self.owner.slice_s,
                            max(0.0, self.deadline.remaining()), keep_cases=self.keep_cases, yield_event=name)
+        if self.context.status != "finished":  # lost with the workers that held it: send it again first
+            self.context = self.owner.context_again(self.cluster)
         future = self.client.submit(run_subtree, self.context, task, key=name, pure=False)
         self.in_flight[name] = _InFlight(subtree.id, attempt, future, name, time.monotonic())
         future.add_done_callback(lambda _, key=name: self.done.put(key))
