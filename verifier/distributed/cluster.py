@@ -126,6 +126,12 @@ def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True, w
         raise DistributedError(f"the number of workers must be at least 1, got {workers}")
     import dask
 
+    if quiet:  # the command line ends with os._exit once it has answered: the semaphores Dask's process pool
+        # made are then reported as leaked by multiprocessing's resource tracker, a separate process that
+        # takes its warning filters from these options when it starts
+        option = "ignore::UserWarning:multiprocessing.resource_tracker"
+        if option not in sys.warnoptions:
+            sys.warnoptions.append(option)
     # no MALLOC_TRIM_THRESHOLD_ for our workers: it slows the search down twice (see tune_malloc)
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
