@@ -12,8 +12,7 @@ import torch
 
 import verifier
 from tests.conftest import shared_family
-from tests.milp import random_network, to_onnx
-from tests.test_verify_milp import MARGIN, random_property
+from tests.test_verify_milp import decided_cases
 from verifier.bab.cuts import CutStore
 from verifier.complete import VerifyOptions, verify
 
@@ -58,14 +57,7 @@ def test_long_cuts_are_not_kept():
 def test_verdicts_with_cuts_match_milp(tmp_path):
     rng = np.random.default_rng(321)
     counts = {"sat": 0, "unsat": 0}
-    for i in range(30):
-        layers = random_network(rng)
-        n_in = layers[0][0].shape[1]
-        spec, exact = random_property(rng, layers, n_in)
-        if abs(exact) < MARGIN:
-            continue
-        path = tmp_path / f"net{i}.onnx"
-        path.write_bytes(to_onnx(layers))
+    for i, path, spec, exact in decided_cases(rng, 30, tmp_path):
         result = verify(verifier.load_onnx(path), spec, timeout=60,
                         options=VerifyOptions(method="relu-split", seed=i, cuts=True, batch=4))
         expected = "sat" if exact <= 0 else "unsat"

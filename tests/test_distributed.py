@@ -86,17 +86,24 @@ def _kill_a_searching_worker(client, done: threading.Event, killed: list) -> Non
         time.sleep(0.05)
 
 
-def test_a_worker_killed_mid_search_costs_time_never_an_answer_or_a_domain(cluster, tmp_path, monkeypatch):
-    monkeypatch.setattr(coordinator, "SLICE_S", 2.0)
-    prop = acas_margin(tmp_path, -0.408)  # about 2 500 sub-boxes: long enough to be killed in the middle
+def _verify_while_killing(killer, cluster, prop):
+    """``verify`` on the cluster while ``killer(client, done, killed)`` kills workers in a thread; the result
+    and what was killed."""
     done, killed = threading.Event(), []
-    killer = threading.Thread(target=_kill_a_searching_worker, args=(cluster.client, done, killed))
-    killer.start()
+    thread = threading.Thread(target=killer, args=(cluster.client, done, killed))
+    thread.start()
     try:
         result = verifier.verify(ACAS, prop, timeout=300, client=cluster.client)
     finally:
         done.set()
-        killer.join()
+        thread.join()
+    return result, killed
+
+
+def test_a_worker_killed_mid_search_costs_time_never_an_answer_or_a_domain(cluster, tmp_path, monkeypatch):
+    monkeypatch.setattr(coordinator, "SLICE_S", 2.0)
+    prop = acas_margin(tmp_path, -0.408)  # about 2 500 sub-boxes: long enough to be killed in the middle
+    result, killed = _verify_while_killing(_kill_a_searching_worker, cluster, prop)
     assert killed, "the search ended before a worker could be killed"
     assert result.status == "unsat"
     books = _books(result)
@@ -125,14 +132,7 @@ def _kill_every_worker(client, done: threading.Event, killed: list) -> None:
 def test_every_worker_killed_at_once_the_context_is_sent_again(cluster, tmp_path, monkeypatch):
     monkeypatch.setattr(coordinator, "SLICE_S", 2.0)
     prop = acas_margin(tmp_path, -0.4076)  # some 3 000 sub-boxes: seconds of search
-    done, killed = threading.Event(), []
-    killer = threading.Thread(target=_kill_every_worker, args=(cluster.client, done, killed))
-    killer.start()
-    try:
-        result = verifier.verify(ACAS, prop, timeout=300, client=cluster.client)
-    finally:
-        done.set()
-        killer.join()
+    result, killed = _verify_while_killing(_kill_every_worker, cluster, prop)
     assert len(killed) == 2, "the search ended before the workers could be killed"
     assert result.status == "unsat"
     info = result.stats["distributed"]

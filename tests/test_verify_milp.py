@@ -35,19 +35,25 @@ def random_property(rng: np.random.Generator, layers, n_in: int) -> tuple[Specif
     return spec, exact
 
 
+def decided_cases(rng: np.random.Generator, count: int, folder):
+    """``(index, ONNX path, property, exact minimum violation)`` for ``count`` random tiny networks and
+    properties, those within :data:`MARGIN` of the boundary left out (the same draws whatever is kept)."""
+    for i in range(count):
+        layers = random_network(rng)
+        spec, exact = random_property(rng, layers, layers[0][0].shape[1])
+        if abs(exact) < MARGIN:
+            continue
+        path = folder / f"net{i}.onnx"
+        path.write_bytes(to_onnx(layers))
+        yield i, path, spec, exact
+
+
 @pytest.mark.parametrize("method", ["input-split", "relu-split"])
 @pytest.mark.parametrize("seed", range(3))
 def test_verdicts_match_milp(method, seed, tmp_path):
     rng = np.random.default_rng(100 * seed + (method == "relu-split"))
     counts = {"sat": 0, "unsat": 0}
-    for i in range(40):
-        layers = random_network(rng)
-        n_in = layers[0][0].shape[1]
-        spec, exact = random_property(rng, layers, n_in)
-        if abs(exact) < MARGIN:
-            continue
-        path = tmp_path / f"net{i}.onnx"
-        path.write_bytes(to_onnx(layers))
+    for i, path, spec, exact in decided_cases(rng, 40, tmp_path):
         network = verifier.load_onnx(path)
         result = verify(network, spec, timeout=60, options=VerifyOptions(method=method, seed=i), device=TEST_DEVICE)
         expected = "sat" if exact <= 0 else "unsat"
@@ -55,7 +61,7 @@ def test_verdicts_match_milp(method, seed, tmp_path):
         counts[expected] += 1
         if expected == "sat":
             witness = result.counterexample
-            y = run_onnxruntime(path, witness.x.reshape(1, n_in).astype(np.float32)).reshape(-1)
+            y = run_onnxruntime(path, witness.x.reshape(1, spec.n_inputs).astype(np.float32)).reshape(-1)
             case = spec.cases[0]
             assert np.all(case.C @ y <= case.d) and np.all(witness.x >= case.lower) and np.all(witness.x <= case.upper)
     assert counts["sat"] >= 5 and counts["unsat"] >= 5, counts
@@ -65,14 +71,9 @@ def test_attack_disabled_still_finds_counterexamples_in_search(tmp_path):
     """With falsification off, sat answers must come from the search's own candidate points."""
     rng = np.random.default_rng(7)
     found = 0
-    for i in range(30):
-        layers = random_network(rng)
-        n_in = layers[0][0].shape[1]
-        spec, exact = random_property(rng, layers, n_in)
-        if exact > -MARGIN:
+    for i, path, spec, exact in decided_cases(rng, 30, tmp_path):
+        if exact > 0:   # sat properties only (|exact| >= MARGIN already)
             continue
-        path = tmp_path / f"net{i}.onnx"
-        path.write_bytes(to_onnx(layers))
         for method in ("input-split", "relu-split"):
             result = verify(verifier.load_onnx(path), spec, timeout=60,
                             options=VerifyOptions(method=method, attack=False), device=TEST_DEVICE)

@@ -11,8 +11,6 @@ import time
 
 import torch
 
-from verifier.commands.options import add_device_argument  # noqa: F401  (kept importable from here)
-
 DeviceLike = str | torch.device | None
 
 

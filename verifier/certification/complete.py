@@ -17,7 +17,8 @@ from verifier.certification.balls import PerturbationSet
 from verifier.certification.model import PreparedModel
 from verifier.complete.api import VerifyOptions, verify
 from verifier.complete.result import SAT, UNKNOWN, UNSAT
-from verifier.spec.specification import Case, Specification
+from verifier.complete.robustness import box_robustness_specification
+from verifier.spec.specification import Specification
 
 #: what each verifier answer means for a dataset row
 STATUS = {UNSAT: "certified", SAT: "falsified", UNKNOWN: "unknown", "timeout": "timeout"}
@@ -31,15 +32,7 @@ def robustness_property(model: PreparedModel, perturbation: PerturbationSet, x: 
     if perturbation.clip is not None:
         lower, upper = np.maximum(lower, perturbation.clip[0]), np.minimum(upper, perturbation.clip[1])
     lower, upper = model.box_to_model_space(lower, upper)
-    n_out = model.n_classes
-    cases = []
-    for j in range(n_out):
-        if j == label:
-            continue
-        C = np.zeros((1, n_out))
-        C[0, label], C[0, j] = 1.0, -1.0
-        cases.append(Case(lower, upper, C, np.zeros(1)))
-    return Specification(x.size, n_out, tuple(cases))
+    return box_robustness_specification(lower, upper, label, model.n_classes)
 
 
 def verify_input(model: PreparedModel, perturbation: PerturbationSet, x: np.ndarray, label: int, eps: float,

@@ -213,10 +213,8 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
     stats["phases"]["root_bound"] = time.perf_counter() - start
     if not problems:
         stats["method"] = "crown"
-        stats["domains"] = stats["open_domains"] = 0
-        if uncovered is not None:
-            return Result(UNKNOWN, stats=stats, message=f"proved, but not float-sound: {uncovered}")
-        return Result(UNSAT, stats=stats)
+        stats["domains"] = 0
+        return _proved(stats, uncovered)
     method = options.method
     milp_strategy = None
     if method == "auto" and options.milp:
@@ -327,10 +325,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
             break
     stats["phases"]["search"] = time.perf_counter() - start
     if all(s == UNSAT for s in statuses) and len(statuses) == len(problems):
-        stats["open_domains"] = 0
-        if uncovered is not None:
-            return Result(UNKNOWN, stats=stats, message=f"proved, but not float-sound: {uncovered}")
-        return Result(UNSAT, stats=stats)
+        return _proved(stats, uncovered)
     if TIMEOUT in statuses or deadline.expired():
         return Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
     return Result(UNKNOWN, stats=stats, message=stats.get("unknown_reason", "the search ended without an answer"))
@@ -374,6 +369,15 @@ def _import_search(method: str, onnx_witnesses: bool, milp: bool = False) -> Non
         import verifier.bab.relu_split  # noqa: F401
     else:
         import verifier.bab.input_split  # noqa: F401
+
+
+def _proved(stats: dict, uncovered: str | None) -> Result:
+    """Every case refuted: ``unsat``, or, under float soundness on a graph its rounding model does not cover
+    (``uncovered`` says why), ``unknown``."""
+    stats["open_domains"] = 0
+    if uncovered is not None:
+        return Result(UNKNOWN, stats=stats, message=f"proved, but not float-sound: {uncovered}")
+    return Result(UNSAT, stats=stats)
 
 
 #: full alpha-CROWN steps at the root of a high-dimensional network without ReLUs (see below)

@@ -41,6 +41,13 @@ def robustness_specification(center: np.ndarray, label: int, epsilon: float, n_o
         lower = np.maximum(lower, lower_limit)
     if upper_limit is not None:
         upper = np.minimum(upper, upper_limit)
+    return box_robustness_specification(lower, upper, label, n_outputs)
+
+
+def box_robustness_specification(lower: np.ndarray, upper: np.ndarray, label: int, n_outputs: int
+                                 ) -> Specification:
+    """"The top class stays ``label``" on the box ``[lower, upper]`` (flat): one case ``y_label - y_j <= 0``
+    (the unsafe set) per other class ``j``, every case over the same box."""
     cases = []
     for j in range(n_outputs):
         if j == label:
@@ -48,7 +55,7 @@ def robustness_specification(center: np.ndarray, label: int, epsilon: float, n_o
         C = np.zeros((1, n_outputs))
         C[0, label], C[0, j] = 1.0, -1.0
         cases.append(Case(lower, upper, C, np.zeros(1)))
-    return Specification(center.size, n_outputs, tuple(cases))
+    return Specification(lower.size, n_outputs, tuple(cases))
 
 
 def verify_robustness(

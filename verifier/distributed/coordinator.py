@@ -118,13 +118,13 @@ class ParallelVerifier:
                                 reference=None if onnx is not None else self.network, input_options=input_options,
                                 batch=batch)
         self._context = cluster.client.scatter(context, broadcast=True, hash=False)
+        self.info["context_scattered"] = self.info.get("context_scattered", 0) + 1
         self._context_key = key
         return self._context
 
     def context_again(self, cluster: Cluster) -> Any:
         """The run's context, scattered again when every copy of it was lost (the workers holding it died; tasks
         depending on lost data would wait for ever)."""
-        self.info["context_scattered"] = self.info.get("context_scattered", 1) + 1
         self._context = None
         return self._context_future(cluster, *self._context_args)
 
