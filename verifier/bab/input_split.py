@@ -259,8 +259,8 @@ class InputSplitSearch:
                 return found
             stats["domains"] = self.visited
             stats["open_domains"] = self.open_count
-            if stack:  # the global lower bound, for progress reports: the lowest open domain's bound
-                stats["lower_bound"] = min(float(problem.case_max(item[2]).min(1).values.min()) for item in stack)
+            if stack:  # the global lower bound, for progress reports: the lowest open domain's bound (one sync)
+                stats["lower_bound"] = float(torch.stack([problem.case_max(item[2]).min() for item in stack]).min())
             stats["max_open"] = max(stats.get("max_open", 0), self.open_count)
             if self.open_count > options.max_domains:
                 stats["unknown_reason"] = f"more than {options.max_domains} open domains"

@@ -630,8 +630,8 @@ def _search(state: ReluSplitSearch, deadline: Deadline, pause: Callable[[], bool
                 open_count += len(open_)
         stats["domains"] = visited
         stats["open_domains"] = open_count
-        if stack:  # the global lower bound, for progress reports: the lowest open domain's bound
-            stats["lower_bound"] = min(float(problem.case_max(e[0].lb).min(1).values.min()) for e in stack)
+        if stack:  # the global lower bound, for progress reports: the lowest open domain's bound (one sync)
+            stats["lower_bound"] = float(torch.stack([problem.case_max(e[0].lb).min() for e in stack]).min())
         stats["max_open"] = max(stats.get("max_open", 0), open_count)
         if open_count > options.max_domains:
             stats["unknown_reason"] = f"more than {options.max_domains} open domains"
