@@ -129,7 +129,17 @@ def _kill_every_worker(client, done: threading.Event, killed: list) -> None:
         time.sleep(0.05)
 
 
-def test_every_worker_killed_at_once_the_context_is_sent_again(cluster, tmp_path, monkeypatch):
+def test_every_worker_killed_at_once_the_context_is_sent_again(tmp_path, monkeypatch):
+    # a cluster of its own: killing every worker at once must not disturb the module's cluster for the next tests
+    own = start_local(2)
+    try:
+        own.wait_for_workers(2, timeout=120)
+        _every_worker_killed(own, tmp_path, monkeypatch)
+    finally:
+        own.close()
+
+
+def _every_worker_killed(cluster, tmp_path, monkeypatch):
     monkeypatch.setattr(coordinator, "SLICE_S", 2.0)
     prop = acas_margin(tmp_path, -0.4076)  # some 3 000 sub-boxes: seconds of search
     result, killed = _verify_while_killing(_kill_every_worker, cluster, prop)
@@ -139,7 +149,6 @@ def test_every_worker_killed_at_once_the_context_is_sent_again(cluster, tmp_path
     assert info["lost"] >= 1 and info.get("context_scattered", 1) >= 2   # the lost context was scattered again
     books = _books(result)
     assert books["refuted_weight"] == "1" and books["open_domains"] == 0 and books["open_subtrees"] == 0
-    cluster.wait_for_workers(2, timeout=120)
 
 
 def _family(tmp_path: Path, kinds: list[str], timeout: float = 5.0) -> Path:
