@@ -131,6 +131,20 @@ class SplitConstraints:
         return None
 
 
+def _keep_where(kept: dict[str, Tensor], current: dict[str, Tensor], improved: Tensor) -> None:
+    """``kept[k]`` becomes ``current[k]`` (``[D, K, ...]``) on the (domain, row) pairs where ``improved``
+    (``[D, K]``)."""
+    for name, value in current.items():
+        value = value.detach()
+        mask = improved.reshape(*improved.shape, *([1] * (value.dim() - 2)))
+        kept[name] = value.clone() if name not in kept else torch.where(mask, value, kept[name])
+
+
+def _row_where(rows: Tensor, best: Tensor, last: Tensor) -> Tensor:
+    """``best`` on the (domain, row) pairs ``rows`` (``[D, K]``), ``last`` elsewhere (``[D, K, ...]`` each)."""
+    return torch.where(rows.reshape(*rows.shape, *([1] * (last.dim() - 2))), best, last)
+
+
 def _clamp_to_splits(bounds: dict[str, tuple[Tensor, Tensor]], splits: dict[str, Tensor]) -> dict[str, tuple]:
     out = {}
     for name, (lower, upper) in bounds.items():
@@ -153,6 +167,9 @@ class ReluBranchAndBound:
         self.spec = problem.C.reshape(1, problem.rows, *network.output_shape)
         self.lower = problem.lower.unsqueeze(0)
         self.upper = problem.upper.unsqueeze(0)
+        #: return, for domains the optimisation refutes, the multipliers of their best iterate (not the last):
+        #: a refutation confirmed by another pass (:mod:`verifier.bab.confirm`) needs the ones that made it
+        self.keep_best_multipliers = False
 
     def restrict(self, problem: Problem) -> None:
         """Continue on a problem with fewer rows (see :meth:`Problem.restrict`)."""
@@ -160,10 +177,11 @@ class ReluBranchAndBound:
         self.spec = problem.C.reshape(1, problem.rows, *self.network.output_shape)
 
     # -- bounding -------------------------------------------------------------------------------------
-    def root(self) -> Domains:
+    def root(self, full=None) -> Domains:
         """Bounds of the whole box: full alpha-CROWN (slopes optimised for the intermediate layers too) where
-        the slopes fit in memory, else CROWN pre-activation bounds with optimised final slopes."""
-        full = self._full_alpha()
+        the slopes fit in memory, else CROWN pre-activation bounds with optimised final slopes. ``full``: a
+        full alpha-CROWN result computed elsewhere (:func:`verifier.bounds.alpha.replay_all_slopes`)."""
+        full = self._full_alpha() if full is None else full
         if full is not None:
             lb, bounds, slopes = full
             # the slopes were chosen for the final bound: CROWN's own slopes on the tightened earlier layers
@@ -183,12 +201,12 @@ class ReluBranchAndBound:
         alphas = {name: value.detach() for name, value in slopes.slopes.items()}
         return Domains(pre, splits, alphas, betas, lb)
 
-    def _full_alpha(self):
+    def _full_alpha(self, keep: dict | None = None):
         """Full alpha-CROWN at the root, or None when the slopes are too many or do not fit in the device's memory
-        (then the root gets the cheaper bound)."""
+        (then the root gets the cheaper bound). ``keep``: see :func:`optimize_all_slopes`."""
         try:
             return optimize_all_slopes(self.graph, self.lower, self.upper, self.spec, self.problem.d,
-                                       iterations=self.options.root_iterations, lr=self.options.lr_alpha)
+                                       iterations=self.options.root_iterations, lr=self.options.lr_alpha, keep=keep)
         except Exception as error:  # noqa: BLE001 - only allocation failures are handled, the rest re-raised
             if not is_out_of_memory(error):
                 raise
@@ -263,6 +281,8 @@ class ReluBranchAndBound:
             groups.append({"params": active_betas, "lr": self.options.lr_beta})
         optimizer = adam(groups)
         best = self.lower.new_full((count, spec.shape[1]), -torch.inf)
+        best_alphas: dict[str, Tensor] = {}
+        best_betas: dict[str, Tensor] = {}
         A_x = None
         coefficients: dict[str, Tensor] = {}
         for step in range(max(1, iterations)):
@@ -277,6 +297,9 @@ class ReluBranchAndBound:
                     kept = kept - self.problem.rounding.beta_error(betas)
                 improved = kept > best
                 best = torch.where(improved, kept, best)
+                if self.keep_best_multipliers:
+                    _keep_where(best_alphas, slopes.slopes, improved)
+                    _keep_where(best_betas, betas, improved)
                 any_improved, all_done = torch.stack([improved.any(), done(best).all()]).tolist()  # one host sync
                 if step == 0 or any_improved:
                     A_x = A_in.detach() if A_in is not None else None
@@ -294,6 +317,10 @@ class ReluBranchAndBound:
         # a NaN gradient must not leave the children a NaN start: such entries keep the parent's values
         alphas = {k: torch.where(v.isnan(), domains.alphas[k], v.detach()) for k, v in slopes.slopes.items()}
         betas = {k: torch.where(v.isnan(), domains.betas[k], v.detach()) for k, v in betas.items()}
+        if self.keep_best_multipliers:   # rows refuted keep the multipliers that refuted them
+            refuting = best > 0
+            alphas = {k: _row_where(refuting, best_alphas[k], v) for k, v in alphas.items()}
+            betas = {k: _row_where(refuting, best_betas[k], v) for k, v in betas.items()}
         result = Domains(domains.bounds, domains.splits, alphas, betas, torch.maximum(best, domains.lb))
         return result, A_x, coefficients
 
@@ -410,12 +437,17 @@ def relu_split_search(
     batch: int | None = None,
     milp_strategy=None,
     cuts: bool = False,
+    search_network: Network | None = None,
 ) -> tuple[str, object | None]:
     """Run the search; returns ``(status, counterexample or None)``. ``method="bounds"`` stops after the root
     bound (incomplete verification). ``milp_strategy`` (a :class:`verifier.bab.milp.MilpStrategy`): after the
     root, hand the problem to the exact MILP when few ReLUs are left unstable (alone or before the search).
-    ``cuts``: learn cuts from refuted domains and apply them to new ones (:mod:`verifier.bab.cuts`)."""
-    search = ReluSplitSearch(network, problem, stats, try_candidates, batch, milp_strategy=milp_strategy, cuts=cuts)
+    ``cuts``: learn cuts from refuted domains and apply them to new ones (:mod:`verifier.bab.cuts`).
+    ``search_network``: ``network`` in a faster type (float32 where ``network`` and ``problem`` are the
+    float64, float-sound ones): the search runs in its type and every refutation is confirmed in ``network``'s
+    (:mod:`verifier.bab.confirm`)."""
+    search = ReluSplitSearch(network, problem, stats, try_candidates, batch, milp_strategy=milp_strategy, cuts=cuts,
+                             search_network=search_network)
     found = search.start(method)
     return found if found is not None else search.run(deadline)
 
@@ -432,13 +464,25 @@ class ReluSplitSearch:
 
     def __init__(self, network: Network, problem: Problem, stats: dict,
                  try_candidates: Callable[[Tensor], object | None], batch: int | None = None,
-                 milp_strategy=None, cuts: bool = False):
+                 milp_strategy=None, cuts: bool = False, search_network: Network | None = None):
         options = ReluSplitOptions()
         self.device = problem.lower.device
+        self.confirmation = None
+        if search_network is not None and search_network.dtype != network.dtype:
+            from verifier.bab.confirm import Confirmation
+
+            self.confirmation = Confirmation(ReluBranchAndBound(network, problem, options, stats), stats)
+            problem = problem.in_type(search_network.dtype)
+            network = search_network
+            from verifier.complete.float_sound import default_tolerance
+
+            problem.tolerance = default_tolerance(network, problem)
+            stats["search_dtype"] = str(network.dtype).replace("torch.", "")
         options.batch = batch or relu_split_batch(network.graph, problem.rows, problem.lower.dtype, self.device,
                                                   options.batch)
         stats["batch"] = options.batch
         self.search = ReluBranchAndBound(network, problem, options, stats)
+        self.search.keep_best_multipliers = self.confirmation is not None
         self.network, self.problem, self.options, self.stats = network, problem, options, stats
         self.try_candidates = try_candidates
         self.keep_cases = torch.ones(problem.n_cases, dtype=torch.bool, device=self.device)
@@ -457,11 +501,14 @@ class ReluSplitSearch:
         and the problem restricted to the cases the root leaves open."""
         search, problem, stats = self.search, self.problem, self.stats
         started = time.perf_counter()
-        root = search.root()
+        confirmation = self.confirmation
+        # under confirmation the root is bounded in float64: its refutations are final, its bounds confirm
+        root = confirmation.root(search) if confirmation is not None else search.root()
         stats["root_s"] = time.perf_counter() - started
-        stats["root_lower_bound"] = float(search.problem.case_max(root.lb).min())
+        judge = confirmation.problem if confirmation is not None else problem
+        stats["root_lower_bound"] = float(judge.case_max(root.lb).min())
         stats["lower_bound"] = stats["root_lower_bound"]
-        refuted = problem.refuted(root.lb)[0]
+        refuted = judge.refuted(root.lb)[0]
         if bool(refuted.all()):
             stats["domains"] = 1
             self.closed[0] += 1
@@ -471,14 +518,20 @@ class ReluSplitSearch:
             return UNKNOWN, None
         # cases refuted on the whole box need no more work: the search continues on the others' rows only
         rows = self.restrict(~refuted)
+        root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
+                       {k: v[:, rows] for k, v in root.betas.items()}, root.lb[:, rows])
+        if confirmation is not None:
+            self.root64 = root
+            root = confirmation.to_search_type(root, self.problem.lower.dtype, self.problem)
+            search.root_bounds = {k: (lo.to(root.lb.dtype), hi.to(root.lb.dtype))
+                                  for k, (lo, hi) in confirmation.search.root_bounds.items()}
         search.root_pre_bounds = root.bounds
-        if self.cuts and self.problem.rounding is None:   # (under float soundness a cut would need its own check)
+        # (under float soundness a cut would need its own check)
+        if self.cuts and self.problem.rounding is None and confirmation is None:
             from verifier.bab.cuts import CutStore
 
             self.cut_store = CutStore({pre: root.bounds[pre][0].numel() for pre in search.relu_inputs.values()},
                                       problem.lower.dtype, device=self.device)
-        root = Domains(root.bounds, root.splits, {k: v[:, rows] for k, v in root.alphas.items()},
-                       {k: v[:, rows] for k, v in root.betas.items()}, root.lb[:, rows])
         self.root = root
         self.visited = 1
         # the open domains, as a stack of batches with the coefficients of their last bound pass (the root's come
@@ -492,6 +545,8 @@ class ReluSplitSearch:
         """Continue on the cases ``keep_cases`` only (see :meth:`Problem.restrict`); returns the rows kept."""
         self.problem, rows = self.problem.restrict(keep_cases)
         self.search.restrict(self.problem)
+        if self.confirmation is not None:
+            self.confirmation.restrict(self.confirmation.problem.restrict(keep_cases)[0])
         self.keep_cases = keep_cases
         return rows
 
@@ -548,8 +603,10 @@ def _search(state: ReluSplitSearch, deadline: Deadline, pause: Callable[[], bool
             state.milp_at, state.milp_done = None, True
             from verifier.bab.milp import milp_phase
 
-            decided = milp_phase(search.graph, problem, state.root.bounds,
-                                 search.root_bounds.get(search.graph.output_name), deadline, try_candidates, stats,
+            exact = state.confirmation.search if state.confirmation is not None else search   # float64 if any
+            decided = milp_phase(exact.graph, exact.problem,
+                                 state.root64.bounds if state.confirmation is not None else state.root.bounds,
+                                 exact.root_bounds.get(exact.graph.output_name), deadline, try_candidates, stats,
                                  state.milp_strategy)
             if decided is not None and decided[0] in (SAT, UNSAT):
                 stats.update(domains=visited, decided_by="milp")
@@ -602,6 +659,9 @@ def _search(state: ReluSplitSearch, deadline: Deadline, pause: Callable[[], bool
                 one = pool.select(torch.tensor([index], device=device))
                 verdict = "refuted" if bool(problem.refuted(search.bound(one, FLOAT_SOUND_FIXED_STEPS)[0].lb).all()) \
                     else "unknown"
+            elif verdict == "refuted" and state.confirmation is not None:   # the same, in float64
+                one = pool.select(torch.tensor([index], device=device))
+                verdict = "refuted" if state.confirmation.confirm_fixed(one, FLOAT_SOUND_FIXED_STEPS) else "unknown"
             if verdict != "refuted":
                 stuck_domains += 1
             (state.closed if verdict == "refuted" else state.stuck)[int(pool_depths[index])] += 1
@@ -612,12 +672,14 @@ def _search(state: ReluSplitSearch, deadline: Deadline, pause: Callable[[], bool
             return search.bound(children.select(torch.arange(start, stop, device=device)), options.iterations)
 
         # batches of options.batch children; one that does not fit in memory is halved and bounded again
-        for start, _, part in halving_on_oom(bound_part, len(children), options, device, stats):
+        for start, stop, part in halving_on_oom(bound_part, len(children), options, device, stats):
             if part is None:  # children not bounded yet: the search is incomplete
                 stats.update(domains=visited, open_domains=open_count + len(children) - start)
                 return TIMEOUT, None
             bounded, part_A, part_coefficients = part
             visited += len(bounded)
+            if state.confirmation is not None:   # rows refuting for the first time: confirmed in float64
+                bounded = state.confirmation.confirm(bounded, children.lb[start:stop], problem)
             refuted = problem.refuted(bounded.lb).all(1)
             state.closed.update(depths(bounded)[refuted].tolist())
             if cut_store is not None and bool(refuted.any()):

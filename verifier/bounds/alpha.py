@@ -323,6 +323,7 @@ def optimize_all_slopes(
     lr: float = 0.1,
     max_parameters: int = 20_000_000,
     width_weight: float = 1.0,
+    keep: dict | None = None,
 ) -> tuple[Tensor, dict[str, Interval], ReluSlopes] | None:
     """Full alpha-CROWN: slopes optimised for every intermediate bound and the final one at once.
 
@@ -333,15 +334,11 @@ def optimize_all_slopes(
     alone), not only through what it does to the final bound, where the gradient is weak after a few layers
     (measured on ERAN's 6x200 sigmoid network: margins -5.1 and -1.4 without the widths, +1.4 and +2.4 with
     them). Returns the best final bounds ``[B, K]``, the tightest pre-activation bounds and the final slopes,
-    or ``None`` when the slopes would need more than ``max_parameters`` numbers.
+    or ``None`` when the slopes would need more than ``max_parameters`` numbers. With ``keep`` (a dict), the
+    last iterate's slopes of every bound go into ``keep["slopes"]`` and the refined neurons into
+    ``keep["index"]``, for :func:`replay_all_slopes`.
     """
-    from verifier.bounds.crown import (
-        CrownOptions,
-        _refined_neurons,
-        compute_intermediate_bounds,
-        pre_activation_names,
-        unit_rows,
-    )
+    from verifier.bounds.crown import CrownOptions, _refined_neurons, compute_intermediate_bounds, pre_activation_names
 
     with torch.no_grad():
         best_bounds = compute_intermediate_bounds(graph, lower, upper, CrownOptions())
@@ -360,27 +357,7 @@ def optimize_all_slopes(
     for _ in range(max(1, iterations)):
         checkpoint()
         with torch.enable_grad():
-            bounds: dict[str, Interval] = {graph.input_name: (lower, upper)}
-            widths = lower.new_zeros(())
-            for node in graph.nodes:
-                node_lower, node_upper = node.op.interval(*(bounds[i] for i in node.inputs))
-                known_lower, known_upper = best_bounds[node.name]
-                node_lower, node_upper = torch.maximum(node_lower, known_lower), torch.minimum(node_upper, known_upper)
-                ix = index.get(node.name)
-                if ix is not None and len(ix):
-                    flat_lower = node_lower.reshape(lower.shape[0], -1)
-                    flat_upper = node_upper.reshape(lower.shape[0], -1)
-                    A = unit_rows(ix, flat_lower.shape[1], flat_lower).reshape(1, len(ix), *node.shape)
-                    both = backward_lower(graph, node.name, torch.cat([A, -A], 1), bounds, slopes)
-                    width = -both[:, len(ix):] - both[:, : len(ix)]
-                    widths = widths + width[torch.isfinite(width)].sum()
-                    new_lower = torch.maximum(flat_lower[:, ix], both[:, : len(ix)])
-                    new_upper = torch.minimum(flat_upper[:, ix], -both[:, len(ix):])
-                    flat_lower = flat_lower.index_copy(1, ix, new_lower)
-                    flat_upper = flat_upper.index_copy(1, ix, new_upper)
-                    node_lower, node_upper = flat_lower.reshape(node_lower.shape), flat_upper.reshape(node_upper.shape)
-                bounds[node.name] = (node_lower, node_upper)
-            value = backward_lower(graph, graph.output_name, spec, bounds, slopes) - offset
+            value, bounds, widths = _all_slopes_pass(graph, lower, upper, spec, offset, slopes, index, best_bounds)
             best = keep_best(value, best)
             best_bounds = {k: (v[0].detach(), v[1].detach()) for k, v in bounds.items()}
             loss = shortfall_loss(value, best) + width_weight * widths
@@ -390,7 +367,63 @@ def optimize_all_slopes(
             loss.backward()
         optimizer.step()
         slopes.clamp_()
-    final = ReluSlopes.from_tensors(graph, {
-        relu: value for (start, relu), value in slopes.slopes.items() if start == graph.output_name
-    })
-    return best, best_bounds, final
+    if keep is not None:
+        keep["slopes"] = {key: value.detach() for key, value in slopes.slopes.items()}
+        keep["index"] = index
+    return best, best_bounds, _final_slopes(graph, slopes.slopes)
+
+
+def replay_all_slopes(graph: Graph, lower: Tensor, upper: Tensor, spec: Tensor, offset: Tensor,
+                      kept: dict) -> tuple[Tensor, dict[str, Interval], ReluSlopes]:
+    """One full alpha-CROWN pass with given slopes (``kept``, as :func:`optimize_all_slopes` keeps them, e.g.
+    optimised in float32) in the type of ``lower``: CROWN's pre-activation bounds, each refined neuron's
+    bound recomputed with its slopes and intersected with CROWN's, and the final bound. Any slopes in their
+    range give sound bounds, so a float64 replay of float32-optimised slopes is a float64 computation, at the
+    cost of about three bound passes instead of an optimisation. Returns as :func:`optimize_all_slopes`."""
+    from verifier.bounds.crown import CrownOptions, compute_intermediate_bounds
+
+    dtype = lower.dtype
+    with torch.no_grad():
+        crown = compute_intermediate_bounds(graph, lower, upper, CrownOptions())
+        slopes = IntermediateSlopes.__new__(IntermediateSlopes)
+        slopes.slopes = {key: value.to(dtype) for key, value in kept["slopes"].items()}
+        slopes.ranges = {}   # (the projection's ranges: nothing is projected here)
+        value, bounds, _ = _all_slopes_pass(graph, lower, upper, spec, offset, slopes, kept["index"], crown)
+    return value, bounds, _final_slopes(graph, slopes.slopes)
+
+
+def _final_slopes(graph: Graph, slopes: dict) -> ReluSlopes:
+    return ReluSlopes.from_tensors(graph, {relu: value for (start, relu), value in slopes.items()
+                                           if start == graph.output_name})
+
+
+def _all_slopes_pass(graph: Graph, lower: Tensor, upper: Tensor, spec: Tensor, offset: Tensor,
+                     slopes: IntermediateSlopes, index: dict[str, Tensor], known: dict[str, Interval]
+                     ) -> tuple[Tensor, dict[str, Interval], Tensor]:
+    """One pass of full alpha-CROWN: every pre-activation bound (interval, intersected with ``known``, its
+    refined neurons ``index`` by CROWN with ``slopes``), the final bound of ``spec . y - offset`` and the summed
+    widths of the refined bounds."""
+    from verifier.bounds.crown import unit_rows
+
+    bounds: dict[str, Interval] = {graph.input_name: (lower, upper)}
+    widths = lower.new_zeros(())
+    for node in graph.nodes:
+        node_lower, node_upper = node.op.interval(*(bounds[i] for i in node.inputs))
+        known_lower, known_upper = known[node.name]
+        node_lower, node_upper = torch.maximum(node_lower, known_lower), torch.minimum(node_upper, known_upper)
+        ix = index.get(node.name)
+        if ix is not None and len(ix):
+            flat_lower = node_lower.reshape(lower.shape[0], -1)
+            flat_upper = node_upper.reshape(lower.shape[0], -1)
+            A = unit_rows(ix, flat_lower.shape[1], flat_lower).reshape(1, len(ix), *node.shape)
+            both = backward_lower(graph, node.name, torch.cat([A, -A], 1), bounds, slopes)
+            width = -both[:, len(ix):] - both[:, : len(ix)]
+            widths = widths + width[torch.isfinite(width)].sum()
+            new_lower = torch.maximum(flat_lower[:, ix], both[:, : len(ix)])
+            new_upper = torch.minimum(flat_upper[:, ix], -both[:, len(ix):])
+            flat_lower = flat_lower.index_copy(1, ix, new_lower)
+            flat_upper = flat_upper.index_copy(1, ix, new_upper)
+            node_lower, node_upper = flat_lower.reshape(node_lower.shape), flat_upper.reshape(node_upper.shape)
+        bounds[node.name] = (node_lower, node_upper)
+    value = backward_lower(graph, graph.output_name, spec, bounds, slopes) - offset
+    return value, bounds, widths

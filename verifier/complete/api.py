@@ -58,8 +58,10 @@ class VerifyOptions:
     ``attack``: run falsification first. ``batch``: sub-domains bounded together. ``float64``: bound in
     double precision (default: for networks with few inputs, where it is cheap). ``seed``: attack seed.
     ``milp``: with ``method="auto"``, hand problems with few unstable ReLUs after the root bound to the exact
-    MILP (:mod:`verifier.bab.milp`). ``float_sound``: every bound in float64, every refutation past a rigorous
-    bound on its rounding error (:mod:`verifier.complete.float_sound`): ``unsat`` holds in exact arithmetic.
+    MILP (:mod:`verifier.bab.milp`). ``float_sound``: every refutation by a float64 bound past a rigorous
+    bound on its rounding error (:mod:`verifier.complete.float_sound`): ``unsat`` holds in exact arithmetic;
+    ReLU splitting on a float32 network then searches in float32 and confirms each refuted domain in float64
+    (:mod:`verifier.bab.confirm`; ``float64=True`` searches in float64 throughout).
     ``cuts``: ReLU splitting learns cuts from refuted domains (:mod:`verifier.bab.cuts`; off: see the README).
     ``memory_limit``: bytes a model or property given as a path may take when loaded (default: a quarter of
     the available memory). ``monitor``: a :class:`verifier.progress.SearchMonitor` printing progress.
@@ -186,6 +188,9 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
     bound_network = _prepared(network, device, torch.float64 if use_float64 or options.float_sound else network.dtype,
                               owned)
     problems = [Problem.from_group(group, bound_network) for group in groups]
+    # float-sound ReLU splitting searches in the network's own (faster) type and confirms in float64
+    search_network = _prepared(network, device, network.dtype, owned) \
+        if options.float_sound and not use_float64 and network.dtype != torch.float64 else None
     uncovered = None
     from verifier.complete.float_sound import default_tolerance
 
@@ -239,8 +244,11 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
             if problem.has_trivial_case():
                 candidates = [(problem.lower + problem.upper) / 2]
             else:
-                candidates = find_candidates(bound_network, problem, attack_deadline, samples=samples,
-                                             restarts=restarts, seed=options.seed + index)
+                # (a float-sound search's float32 copy attacks at float32 speed: witnesses are re-checked anyway)
+                attacked = (search_network, problem.in_type(search_network.dtype)) if search_network is not None \
+                    else (bound_network, problem)
+                candidates = find_candidates(*attacked, attack_deadline, samples=samples, restarts=restarts,
+                                             seed=options.seed + index)
             if candidates:
                 witness = try_candidates(torch.stack(candidates), problem)
                 if witness is not None:
@@ -316,6 +324,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
             status, witness = relu_split_search(
                 bound_network, problem, deadline, stats, lambda points, p=problem: try_candidates(points, p),
                 method=method, batch=options.batch, milp_strategy=milp_strategy, cuts=options.cuts,
+                search_network=search_network,
             )
         if status == SAT:
             stats["phases"]["search"] = time.perf_counter() - start

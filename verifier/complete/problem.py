@@ -109,6 +109,28 @@ class Problem:
             strict=None if self.strict is None else self.strict[rows],
         ), rows
 
+    def in_type(self, dtype: torch.dtype) -> Problem:
+        """The same problem in another floating type (the box rounded outward into it), for a search that runs
+        in a faster type than the one its refutations are confirmed in; it carries no rounding model, and its
+        tolerance is a few units of the new type's rounding at the scale of the row's right-hand side (the
+        caller sets a better one where it has the network)."""
+        lower, upper = round_outward(self.lower.double().cpu().numpy(), self.upper.double().cpu().numpy(), dtype,
+                                     self.lower.device)
+        eps = torch.finfo(dtype).eps
+        return Problem(
+            lower=lower, upper=upper, C=self.C.to(dtype), d=self.d.to(dtype), row_case=self.row_case,
+            n_cases=self.n_cases, case_indices=self.case_indices, exact_lower=self.exact_lower,
+            exact_upper=self.exact_upper, tolerance=8 * eps * (self.d.abs().to(dtype) + 1.0), rounding=None,
+            strict=self.strict,
+        )
+
+    def row_refutes(self, lower_margins: Tensor) -> Tensor:
+        """``[N, R]``: rows whose margin lower bound refutes their case (the row-level test of :meth:`refuted`)."""
+        margins = lower_margins - self.tolerance
+        if self.strict is None:
+            return margins > 0
+        return (margins > 0) | (self.strict.to(margins.device) & (margins >= 0))
+
     def refuted(self, lower_margins: Tensor) -> Tensor:
         """``[N, n_cases]``: cases with a row whose margin lower bound is positive (above :attr:`tolerance`)
         on the domain; a strict row (``C f(x) < d``: its unsafe set is open) is refuted by a margin of exactly
