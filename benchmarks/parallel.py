@@ -4,8 +4,9 @@
     python benchmarks/parallel.py --skip-bench --workers 1,2 --repeats 2
     python benchmarks/parallel.py --only acas --timeout 200
 
-Part 1, for each instance (ACAS Xu 3_3 prop 2, mnist_fc 256x4 eps 0.05 props the search solves, oval21
-instances; from ``../shared/benchmarks``, skipped when absent), one fresh ``verifier verify --json`` process per
+Part 1, for each instance (ACAS Xu 3_3 prop 2 and oval21 cifar_base_kw img 3568, which take 40-60 s on one
+core; mnist_fc 256x4 eps 0.05 props 11 and 3 and two shorter oval21 instances, 2-15 s; from
+``../shared/benchmarks``, skipped when absent), one fresh ``verifier verify --json`` process per
 configuration, one after the other and interleaved: a single process (the engine as it is), ``--workers 1``
 (coordinator and one worker process: the distribution's own overhead) and ``--workers 2`` (and N where the
 machine has more cores; ``--workers`` picks). Printed: verdict, time to verdict (the verifier's own clock:
@@ -45,6 +46,7 @@ INSTANCES = {
     "mnist3": ("mnist_fc", "onnx/mnist-net_256x4.onnx", "vnnlib/prop_3_0.05.vnnlib"),
     "oval6767": ("oval21", "onnx/cifar_base_kw.onnx", "vnnlib/cifar_base_kw-img6767-eps0.020000000000000004.vnnlib"),
     "oval876": ("oval21", "onnx/cifar_base_kw.onnx", "vnnlib/cifar_base_kw-img876-eps0.024836601307189544.vnnlib"),
+    "oval3568": ("oval21", "onnx/cifar_base_kw.onnx", "vnnlib/cifar_base_kw-img3568-eps0.030457516339869282.vnnlib"),
 }
 
 

@@ -116,6 +116,13 @@ class SplitConstraints:
         self.slopes = slopes
         self.relu_coefficients: dict[str, Tensor] = {}
 
+    def coefficient_shift(self, name: str) -> Tensor | None:
+        """``|beta s|`` (``[D, K, N]``) this hook subtracts from the coefficients of pre-activation ``name``
+        (for the rounding-error bound of rigorous passes, :mod:`verifier.bounds.rounding`), or None."""
+        if name not in self.pre_activations or name not in self.betas:
+            return None
+        return (self.betas[name].detach() * self.splits[name].to(self.betas[name].dtype).unsqueeze(1)).abs()
+
     def __call__(self, node: Node, start: str, A: Tensor, bounds: dict[str, Interval]):
         if node.name in self.relu_inputs:
             self.relu_coefficients[node.name] = A.detach()

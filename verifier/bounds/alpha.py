@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from verifier.bounds import rounding
 from verifier.bounds.crown import backward_lower
 from verifier.cancel import checkpoint
 from verifier.ir import Graph, Node
@@ -408,7 +409,8 @@ def _all_slopes_pass(graph: Graph, lower: Tensor, upper: Tensor, spec: Tensor, o
     bounds: dict[str, Interval] = {graph.input_name: (lower, upper)}
     widths = lower.new_zeros(())
     for node in graph.nodes:
-        node_lower, node_upper = node.op.interval(*(bounds[i] for i in node.inputs))
+        interval = node.op.interval(*(bounds[i] for i in node.inputs))
+        node_lower, node_upper = rounding.widen_interval(node.name, *interval)
         known_lower, known_upper = known[node.name]
         node_lower, node_upper = torch.maximum(node_lower, known_lower), torch.minimum(node_upper, known_upper)
         ix = index.get(node.name)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from verifier.bounds import rounding
 from verifier.bounds.ibp import interval_of_spec
 from verifier.cancel import checkpoint
 from verifier.device import chunk_budget, halving_on_oom
@@ -79,12 +80,16 @@ def backward_lower(
     """
     pending: dict[str, Tensor] = {start: A}
     bias: Tensor | int = 0
+    model = rounding.active()      # inside rounding.rigorous: each step's rounding error is summed
+    error: Tensor | float = 0.0
     for position in range(graph.position(start), -1, -1):
         node = graph.nodes[position]
         coeffs = pending.pop(node.name, None)
         if coeffs is None:
             continue
         checkpoint()
+        if model is not None:
+            error = error + _required(model.step_error(node.name, coeffs, hook), node.name)
         step = hook(node, start, coeffs, bounds) if hook is not None else None
         if step is None:
             inputs = [bounds.get(name) for name in node.inputs] if node.op.needs_input_bounds else []
@@ -105,7 +110,17 @@ def backward_lower(
     else:
         result = concretize_box(A_input, None, lower, upper) + constant
         result = result.expand(lower.shape[0], -1) if result.shape[0] != lower.shape[0] else result
+        if model is not None:
+            error = error + _required(model.step_error(graph.input_name, A_input), graph.input_name)
+    if model is not None:
+        result = rounding.finish(result, constant, error)
     return (result, A_input, constant) if return_coefficients else result
+
+
+def _required(error: Tensor | None, name: str) -> Tensor:
+    if error is None:
+        raise ValueError(f"the rigorous rounding model has no weight for node {name!r}")
+    return error
 
 
 def two_sided(
@@ -268,7 +283,7 @@ def compute_intermediate_bounds(
     refine.difference_update(keep)
     largest = _largest_layer(graph)
     for node in graph.nodes:
-        bounds[node.name] = node.op.interval(*(bounds[i] for i in node.inputs))
+        bounds[node.name] = rounding.widen_interval(node.name, *node.op.interval(*(bounds[i] for i in node.inputs)))
         if prior is not None and node.name in prior:
             known_lower, known_upper = prior[node.name]
             node_lower, node_upper = bounds[node.name]

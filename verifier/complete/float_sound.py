@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from verifier.bounds.ibp import interval_bounds
+from verifier.bounds.rounding import PosterioriModel, posteriori_gamma
 from verifier.ir import Graph
 from verifier.ops.activation import Relu, SShaped
 from verifier.ops.base import ElementwiseNonlinear
@@ -64,9 +65,13 @@ class RoundingModel:
     pre_weight: dict[str, Tensor]
     gamma: float
     float32_execution_error: Tensor
+    #: the a posteriori model of the same box (:mod:`verifier.bounds.rounding`), None where the graph has
+    #: nonlinearities other than ReLU
+    posteriori: PosterioriModel | None = None
 
     def restrict(self, rows: Tensor) -> RoundingModel:
-        return RoundingModel(self.row_error[rows], self.pre_weight, self.gamma, self.float32_execution_error[rows])
+        return RoundingModel(self.row_error[rows], self.pre_weight, self.gamma, self.float32_execution_error[rows],
+                             self.posteriori)
 
     def beta_error(self, betas: dict[str, Tensor]) -> Tensor:
         """``gamma sum_j beta_j M_j`` per domain and row for split multipliers ``betas[name]`` ``[D, R, N]``."""
@@ -90,6 +95,7 @@ def rounding_model(graph: Graph, lower: Tensor, upper: Tensor, C: Tensor, d: Ten
         bounds = interval_bounds(graph, lower, upper)
         magnitude = {graph.input_name: torch.maximum(lower.abs(), upper.abs())}
         weight = {graph.input_name: torch.zeros_like(lower)}
+        steps = {graph.input_name: 2 * magnitude[graph.input_name]}   # the a posteriori weights
         for node in graph.nodes:
             op = node.op
             lo, hi = bounds[node.name]
@@ -99,13 +105,19 @@ def rounding_model(graph: Graph, lower: Tensor, upper: Tensor, C: Tensor, d: Ten
                 offset = op.forward(*zeros).abs()
                 terms = op.abs_linear_part(*m_in) + offset
                 weight[node.name] = op.abs_linear_part(*[weight[name] for name in node.inputs]) + terms
+                step = terms
             elif isinstance(op, ElementwiseNonlinear) and isinstance(op, ONE_LIPSCHITZ):
                 m_in = magnitude[node.inputs[0]]
                 weight[node.name] = 2 * weight[node.inputs[0]] + m_in
                 terms = m_in
+                step = 2 * m_in if isinstance(op, Relu) and steps is not None else None
             else:
                 return None
             magnitude[node.name] = torch.maximum(lo.abs(), hi.abs()) + gamma * terms
+            if step is None:
+                steps = None
+            elif steps is not None:
+                steps[node.name] = step + magnitude[node.name]
     out = weight[graph.output_name].reshape(-1)
     C64, d64 = C.double(), d.double()
     base = C64.abs() @ out
@@ -115,7 +127,11 @@ def rounding_model(graph: Graph, lower: Tensor, upper: Tensor, C: Tensor, d: Ten
     for node in graph.nodes:
         if isinstance(node.op, ElementwiseNonlinear):
             pre[node.inputs[0]] = weight[node.inputs[0]].reshape(-1)
-    return RoundingModel(row_error, pre, gamma, gamma32 * base)
+    posteriori = None
+    if steps is not None:
+        posteriori = PosterioriModel({name: value.reshape(-1) for name, value in steps.items()},
+                                     posteriori_gamma(max(sizes), len(graph.nodes)))
+    return RoundingModel(row_error, pre, gamma, gamma32 * base, posteriori)
 
 
 def make_float_sound(graph: Graph, problems: list, stats: dict) -> str | None:
