@@ -103,3 +103,23 @@ def test_rows_refuted_before_are_not_checked_again():
     before = stats["float_sound_confirmation"]["seconds"]
     same = search.confirmation.confirm(bounded, bounded.lb, search.problem)
     assert same is bounded and stats["float_sound_confirmation"]["seconds"] == before
+
+
+def test_the_milp_proves_nothing_under_confirmation():
+    """The confirmation's problem keeps its rounding model, so the exact MILP (whose infeasibility holds only up
+    to HiGHS's tolerances) cannot answer unsat for a float-sound search; the same MILP does prove it plainly."""
+    from dataclasses import replace
+
+    from verifier.bab.milp import MilpStrategy, milp_phase
+    from verifier.complete.deadline import Deadline
+
+    search, _ = _search_with_confirmation()
+    exact = search.confirmation.search
+    output = exact.root_bounds.get(exact.graph.output_name)
+
+    def decide(problem):
+        return milp_phase(exact.graph, problem, search.root64.bounds, output, Deadline(60), lambda points: None, {},
+                          MilpStrategy())
+
+    assert decide(exact.problem)[0] == "unknown"
+    assert decide(replace(exact.problem, rounding=None))[0] == "unsat"

@@ -51,8 +51,9 @@ class Confirmation:
         if self.model is not None:
             problem = search.problem
             scale = problem.C.abs() @ self.model.terms[search.graph.output_name].to(problem.C.dtype)
+            # (the rounding model stays on the problem: it says "float-sound" to every check, e.g. the MILP's)
             search.restrict(replace(problem, tolerance=16 * UNIT_ROUNDOFF * (problem.d.abs() + scale + 1),
-                                    rounding=None))
+                                    rounding=replace(model, passes_rigorous=True)))
         self.stats["rounding"] = "a posteriori" if self.model is not None else "a priori"
 
     @property

@@ -68,13 +68,18 @@ class RoundingModel:
     #: the a posteriori model of the same box (:mod:`verifier.bounds.rounding`), None where the graph has
     #: nonlinearities other than ReLU
     posteriori: PosterioriModel | None = None
+    #: the passes are rigorous by themselves (inside :func:`verifier.bounds.rounding.rigorous` with
+    #: ``posteriori``): no a priori split-multiplier term is subtracted (:meth:`beta_error` is 0)
+    passes_rigorous: bool = False
 
     def restrict(self, rows: Tensor) -> RoundingModel:
         return RoundingModel(self.row_error[rows], self.pre_weight, self.gamma, self.float32_execution_error[rows],
-                             self.posteriori)
+                             self.posteriori, self.passes_rigorous)
 
     def beta_error(self, betas: dict[str, Tensor]) -> Tensor:
         """``gamma sum_j beta_j M_j`` per domain and row for split multipliers ``betas[name]`` ``[D, R, N]``."""
+        if self.passes_rigorous:
+            return 0.0
         total = None
         for name, beta in betas.items():
             weight = self.pre_weight[name].to(beta.dtype)
