@@ -6,11 +6,15 @@ thread: the matrices of bound propagation are small, and thread hand-offs domina
 default is therefore 1 thread; ``VERIFIER_THREADS`` or :func:`set_threads` (CLI: ``--threads``)
 override it. The setting is applied once, when the first network is loaded, unless the caller chose a
 count already.
+
+The same first step sets glibc's allocator thresholds for the search's many short-lived tensors
+(:func:`tune_malloc`; ``VERIFIER_MALLOC=default`` leaves them alone).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
@@ -31,6 +35,7 @@ def set_threads(count: int | None = None) -> int:
     if count < 1:
         raise OptionError(f"thread count must be at least 1, got {count}")
     torch.set_num_threads(count)
+    tune_malloc()
     _chosen = True
     return count
 
@@ -39,3 +44,29 @@ def ensure_threads() -> None:
     """Apply the default thread setting once, unless :func:`set_threads` was called already."""
     if not _chosen:
         set_threads()
+
+
+_malloc_tuned = False
+
+
+def tune_malloc() -> None:
+    """Fixed glibc allocator thresholds for this process: blocks up to 32 MiB served from the heap, and memory
+    given back above 128 MiB free at its top (``mallopt``; Linux/glibc only, elsewhere nothing happens).
+    glibc's own dynamic thresholds start at 128 KiB and serve larger blocks by a fresh ``mmap`` each, given
+    back at once, so the search's many short-lived tensors page-fault over and over. Measured on one core:
+    ACAS Xu 3_3 prop 2 took 46.7 s plain and 34.9 s tuned (same 51 221 domains); a Dask worker, which also
+    gets ``MALLOC_TRIM_THRESHOLD_=65536`` from Dask, searched a mnist_fc subtree 2x slower untuned.
+    ``VERIFIER_MALLOC=default`` keeps glibc's behaviour."""
+    global _malloc_tuned
+    if _malloc_tuned or not sys.platform.startswith("linux") or os.environ.get("VERIFIER_MALLOC") == "default":
+        return
+    _malloc_tuned = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 * 2**20)
+        libc.mallopt(m_trim_threshold, 128 * 2**20)
+    except (OSError, AttributeError):
+        pass

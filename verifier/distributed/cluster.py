@@ -132,7 +132,7 @@ def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True, w
         option = "ignore::UserWarning:multiprocessing.resource_tracker"
         if option not in sys.warnoptions:
             sys.warnoptions.append(option)
-    # no MALLOC_TRIM_THRESHOLD_ for our workers: it slows the search down twice (see tune_malloc)
+    # no MALLOC_TRIM_THRESHOLD_ for our workers: it slows the search down twice (see verifier.threads.tune_malloc)
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
                                dashboard_address=None, memory_limit=0,
@@ -156,36 +156,14 @@ WARM_UP = ("torch", "verifier.distributed.worker", "verifier.bab.input_split", "
 def _import_search_modules() -> None:
     import importlib
 
+    from verifier.threads import tune_malloc
+
     tune_malloc()
     for name in WARM_UP:
         importlib.import_module(name)
     from verifier.threads import ensure_threads
 
     ensure_threads()
-
-
-_malloc_tuned = False
-
-
-def tune_malloc() -> None:
-    """Undo Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` in this (worker) process: with that variable set, glibc
-    serves every block over 128 KiB by a fresh ``mmap`` and gives memory back at once, so the search's many
-    short-lived tensors page-fault over and over (measured: a worker searched a mnist_fc subtree 2x slower
-    than the same code in a plain process). Thresholds near glibc's own dynamic ones are set instead
-    (``mallopt``, Linux/glibc only; elsewhere nothing happens)."""
-    global _malloc_tuned
-    if _malloc_tuned or not sys.platform.startswith("linux"):
-        return
-    _malloc_tuned = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 32 * 2**20)
-        libc.mallopt(m_trim_threshold, 128 * 2**20)
-    except (OSError, AttributeError):
-        pass
 
 
 def warm_up(client: Any) -> None:

@@ -101,8 +101,7 @@ class _WorkerState:
     file written to a private temporary folder)."""
 
     def __init__(self, context: SearchContext):
-        from verifier.distributed.cluster import tune_malloc
-        from verifier.threads import ensure_threads
+        from verifier.threads import ensure_threads, tune_malloc
 
         tune_malloc()
         ensure_threads()
