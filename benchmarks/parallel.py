@@ -15,6 +15,10 @@ search (domains / search phase), the seconds until the workers were ready, the t
 utilisation while subtrees were out (busy time / threads x time), the CPU seconds of the whole process tree,
 and the ratios of 2 workers (N) to 1 worker and to the single process.
 
+After each instance, the machine's own ceiling: the same plain single-process run N times at once, against
+once alone (``N x alone / slowest``): on a machine whose vCPUs share physical cores that is well below N,
+and no split of the search can beat it.
+
 Part 2: ``verifier bench`` on the ``test`` family and on ``--bench-limit`` ACAS Xu rows spread over the family
 (``--timeout-scale`` on their timeouts), with ``--jobs 2`` and with ``--cluster local:2``: wall time of the
 whole command (cluster start-up included), instances per minute, and whether every results.csv verdict is
@@ -76,6 +80,20 @@ def verify(onnx: Path, vnnlib: Path, timeout: float, workers: int | None) -> dic
     return payload
 
 
+def verify_side_by_side(onnx: Path, vnnlib: Path, timeout: float, count: int) -> list[dict]:
+    """``count`` plain single-process runs of the same instance at the same time (the machine's own ceiling)."""
+    command = [sys.executable, "-m", "verifier", "verify", str(onnx), str(vnnlib), "--json", "--timeout", str(timeout)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), VERIFIER_THREADS="1")
+    runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            for _ in range(count)]
+    payloads = []
+    for run in runs:
+        out, _ = run.communicate(timeout=timeout + 120)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        payloads.append(json.loads(lines[-1]) if lines else {"status": "error"})
+    return payloads
+
+
 def describe(payload: dict) -> dict:
     stats = payload.get("stats", {})
     phases = stats.get("phases", {})
@@ -121,6 +139,16 @@ def part_instances(args: argparse.Namespace, truth: dict) -> None:
             if wrong:
                 print(f"!!! {name} {label}: {len(wrong)} INCORRECT verdict(s) against the ground truth ({expected})")
         one, base = best.get(1), best.get(None)
+        if base is not None and args.ceiling and max(args.workers) > 1:
+            # what this machine gives two processes at all: the same plain run twice at the same time
+            count = max(args.workers)
+            pair = [p for p in verify_side_by_side(onnx, vnnlib, args.timeout, count) if "time_s" in p]
+            if len(pair) == count:
+                slowest = max(p["time_s"] for p in pair)
+                print(f"{name:10s} machine: {count} plain processes side by side took "
+                      + "/".join(f"{p['time_s']:.2f}" for p in pair)
+                      + f" s against {base['time']:.2f} s alone: at most {count * base['time'] / slowest:.2f}x "
+                      f"from {count} processes here")
         for config in args.workers:
             row = best.get(config)
             if config == 1 or row is None:
@@ -200,6 +228,8 @@ def main() -> None:
     parser.add_argument("--bench-limit", type=int, default=10, help="ACAS Xu rows for the bench part (default 10)")
     parser.add_argument("--timeout-scale", type=float, default=0.25, help="bench part: on the rows' timeouts")
     parser.add_argument("--skip-instances", action="store_true")
+    parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                        help="skip the machine's own ceiling (N plain runs of the instance at the same time)")
     parser.add_argument("--skip-bench", action="store_true")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
