@@ -12,7 +12,10 @@ configuration, one after the other and interleaved: a single process (the engine
 machine has more cores; ``--workers`` picks). Printed: verdict, time to verdict (the verifier's own clock:
 loading, attack, root bound, cluster start-up and search), sub-domains bounded and sub-domains per second of
 search (domains / search phase), the seconds until the workers were ready, the tasks sent, the workers'
-utilisation while subtrees were out (busy time / threads x time), the CPU seconds of the whole process tree,
+utilisation while subtrees were out (busy time / threads x time), the CPU seconds of the whole process tree
+(the verify process and what it reaped, plus the workers' own CPU reports: forkserver-started workers are
+not its children; a worker that never got a task does not report, and the forkserver's one import of torch,
+about 2 s, is not counted),
 and the ratios of 2 workers (N) to 1 worker and to the single process.
 
 After each instance, the machine's own ceiling: the same plain single-process run N times at once, against
@@ -76,7 +79,10 @@ def verify(onnx: Path, vnnlib: Path, timeout: float, workers: int | None) -> dic
         return {"status": "error", "message": (done.stderr.strip().splitlines() or ["?"])[-1], "wall_s": wall,
                 "cpu_s": cpu}
     payload = json.loads(lines[-1])
-    payload["wall_s"], payload["cpu_s"] = wall, cpu
+    # local workers started by a forkserver are not this process's children: their own reports count them
+    forked = os.environ.get("VERIFIER_WORKER_START", "forkserver") == "forkserver" and workers  # (verify's default)
+    extra = (payload.get("stats", {}).get("distributed") or {}).get("worker_cpu_s", 0.0) if forked else 0.0
+    payload["wall_s"], payload["cpu_s"] = wall, cpu + extra
     return payload
 
 

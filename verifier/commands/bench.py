@@ -143,7 +143,8 @@ def _dask_executor(args: argparse.Namespace):
     from verifier.bench.dask_executor import DaskExecutor
 
     # the workers only supervise instances (each in its own process): they need not import torch
-    cluster = start_local(parse_local(args.cluster), warm=False) if args.cluster else connect(args.scheduler)
+    cluster = start_local(parse_local(args.cluster), warm=False, start="spawn") if args.cluster \
+        else connect(args.scheduler)
     try:
         return DaskExecutor(cluster)
     except BaseException:

@@ -115,7 +115,8 @@ class Cluster:
         self.close()
 
 
-def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True, warm: bool = True) -> Cluster:
+def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True, warm: bool = True,
+                start: str | None = None) -> Cluster:
     """A cluster of ``workers`` processes on this machine, ``threads_per_worker`` threads each, started and
     connected (its start-up, about 1.5 s, and with ``warm`` each worker's import of torch and the search,
     happen here)."""
@@ -132,7 +133,7 @@ def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True, w
         option = "ignore::UserWarning:multiprocessing.resource_tracker"
         if option not in sys.warnoptions:
             sys.warnoptions.append(option)
-    method = worker_start_method()
+    method = worker_start_method(start)
     if method == "forkserver":
         _preload_forkserver()
     # no MALLOC_TRIM_THRESHOLD_ for our workers: it slows the search down twice (see verifier.threads.tune_malloc)
@@ -152,15 +153,18 @@ def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True, w
     return Cluster(client, cluster, f"a local cluster of {workers} worker processes")
 
 
-def worker_start_method() -> str:
-    """How local worker processes start: ``forkserver`` where the platform has it (one server process imports
-    torch, onnxruntime and the search once and forks every worker from it: measured on 2 cores, 2 workers
-    ready in 3.3 s instead of 4.8 s while the coordinator bounds the root, oval21 img 876 decided in 12.1-12.5 s
-    instead of 14.0-16.0 s), else ``spawn`` (a fresh interpreter each); ``VERIFIER_WORKER_START`` overrides."""
+def worker_start_method(preferred: str | None = None) -> str:
+    """How local worker processes start: ``VERIFIER_WORKER_START`` if set, else ``preferred``, else
+    ``forkserver`` where the platform has it, else ``spawn``. With ``forkserver`` one server process imports
+    torch, onnxruntime and the search once and forks every worker from it: for one instance, whose
+    coordinator bounds the root meanwhile, measured on 2 cores: 2 workers ready in 3.3 s instead of 4.8 s,
+    oval21 img 876 decided in 12.1-12.5 s instead of 14.0-16.0 s. ``spawn`` (a fresh interpreter each,
+    importing in parallel) suits a benchmark run, whose submitting process has nothing else to do: the test
+    family took 5.0-5.5 s on ``--cluster local:2`` spawned against 6.8-6.9 s forkserver-started."""
     import multiprocessing
     import os
 
-    chosen = os.environ.get("VERIFIER_WORKER_START", "").strip()
+    chosen = os.environ.get("VERIFIER_WORKER_START", "").strip() or preferred
     available = multiprocessing.get_all_start_methods()
     if chosen:
         if chosen not in available:

@@ -341,6 +341,9 @@ class _Run:
         stats["domains"] = stats.get("domains", 0) + result.visited
         self.info["worker_domains"] = self.info.get("worker_domains", 0) + result.visited
         self.info["worker_busy_s"] = round(self.info.get("worker_busy_s", 0.0) + result.seconds, 3)
+        cpu = self.info.setdefault("worker_cpu", {})   # per worker, the latest (largest) process CPU time
+        cpu[result.worker] = max(cpu.get(result.worker, 0.0), round(result.process_cpu_s, 3))
+        self.info["worker_cpu_s"] = round(sum(cpu.values()), 3)
         self.info.setdefault("first_result_s", round(self.owner.elapsed(), 3))
         self.info["returned_mb"] += frontiers.nbytes(result.remaining) / 2**20
         if not ledger.is_open(result.subtree):

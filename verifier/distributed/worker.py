@@ -94,6 +94,8 @@ class SubtreeResult:
     seconds: float = 0.0
     worker: str = ""
     reason: str = ""
+    #: the worker process's CPU seconds so far, start-up included (its parent may not be the coordinator)
+    process_cpu_s: float = 0.0
 
 
 class _WorkerState:
@@ -245,4 +247,5 @@ def run_subtree(context: SearchContext, task: SubtreeTask) -> SubtreeResult:
         remaining = search.frontier()
         result.remaining = None if remaining is None else portable(remaining)
     result.seconds = time.monotonic() - received
+    result.process_cpu_s = time.process_time()
     return result
