@@ -87,8 +87,13 @@ def loopback_cluster(tmp_path_factory):
                                               stdout=log, stderr=subprocess.STDOUT))
         from distributed import Client
 
+        from verifier.distributed.cluster import warm_up
+
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
+            # a cluster already up is warm (torch imported on its workers): a run's own warm-up is then instant,
+            # and its seconds-long search is not over before the workers are asked (the engine got faster)
+            warm_up(client)
         yield address
     finally:
         for process in reversed(processes):
