@@ -19,7 +19,10 @@ range and any beta >= 0 give a valid bound, whatever arithmetic chose them. So h
 
 The union of the closed domains is the root box exactly as in the plain search, and each closed domain
 carries a float64 bound past its rounding error, so ``unsat`` holds in the reals as the float-sound search's
-does. One float64 pass per refuted domain costs a fraction of the ten float32 iterations that bounded it.
+does. One float64 pass per newly refuting (domain, row) pair costs a fraction of the ten float32 iterations
+that bounded it. On graphs of affine nodes and ReLUs the rounding error is the a posteriori bound of
+:mod:`verifier.bounds.rounding` (every float64 pass here runs inside ``rigorous``); on others the a priori
+row errors of :mod:`verifier.complete.float_sound` are the refutation tolerance.
 """
 
 from __future__ import annotations
