@@ -85,7 +85,8 @@ def test_a_refutation_float64_does_not_confirm_stays_open():
                             torch.ones_like(bounded.lb))
     problem = search.problem
     checked = search.confirmation.confirm(claimed, children.lb, problem)
-    margins = search.confirmation.margins(claimed)
+    index, row = torch.ones_like(claimed.lb, dtype=torch.bool).nonzero(as_tuple=True)
+    margins = search.confirmation.pair_margins(claimed, index, row).reshape(claimed.lb.shape)
     truly = search.confirmation.problem.row_refutes(margins)
     assert bool((~truly).any()), "the claim should be false for some rows"
     kept = problem.row_refutes(checked.lb)

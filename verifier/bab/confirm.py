@@ -9,11 +9,12 @@ range and any beta >= 0 give a valid bound, whatever arithmetic chose them. So h
 * the root is bounded in float64 (full alpha-CROWN, as the float-sound search does): its pre-activation
   bounds are the ones every confirmation uses, and the cases it refutes are refuted float-soundly;
 * the search runs on a float32 copy of the network and the problem, from the root cast to float32;
-* every domain the float32 search refutes is bounded once more, in float64 and without optimisation, with
-  its own splits, slopes and multipliers over the float64 root bounds clamped by its splits, less the
-  rounding error of that pass (the problem's row errors plus the split multipliers' term); it is closed
-  only if that bound refutes it too. A domain that fails goes back to the search with its unconfirmed
-  rows' bounds lowered below zero, so it is split further (its children are tighter) and confirmed again;
+* every row that refutes its case for the first time in the float32 search (a row inherited from a parent
+  was confirmed there) is bounded once more, in float64 and without optimisation, with its domain's own
+  splits and the slopes and multipliers of the iterate that refuted it, over the float64 root bounds
+  clamped by the splits, less the rounding error of that pass; it counts only if that bound refutes too.
+  A row that fails is lowered below refutation, so its domain is split further (its children are
+  tighter) and confirmed again;
 * a domain with every phase fixed that the linear program refutes is confirmed by the long float64
   optimisation the float-sound search uses for it.
 
@@ -36,7 +37,6 @@ from torch import Tensor
 from verifier.bounds.crown import backward_lower
 from verifier.bounds.rounding import UNIT_ROUNDOFF, rigorous
 from verifier.complete.problem import Problem
-from verifier.network import Network
 
 
 class Confirmation:
@@ -63,10 +63,6 @@ class Confirmation:
     def problem(self) -> Problem:
         return self.search.problem
 
-    @property
-    def network(self) -> Network:
-        return self.search.network
-
     def root(self, fast):
         """The root bounded in float64; its pre-activation bounds are kept for confirming. Full alpha-CROWN's
         slopes are optimised by ``fast`` (the ``ReluBranchAndBound`` of the search's type) and replayed once in
@@ -90,42 +86,23 @@ class Confirmation:
     def restrict(self, problem: Problem) -> None:
         self.search.restrict(problem)
 
-    def to_search_type(self, domains, dtype: torch.dtype, problem: Problem):
-        """Float64 domains as domains of the search's type, every row's bound lowered below refutation (the
-        rows were open in float64; rounding to the search's type must not close them)."""
+    def to_search_type(self, domains, problem: Problem):
+        """Float64 domains as domains of the search's type (``problem``'s), every row's bound lowered below
+        refutation (the rows were open in float64; rounding to the search's type must not close them)."""
         from verifier.bab.relu_split import Domains
 
+        dtype = problem.lower.dtype
         lb = _below_refutation(domains.lb.to(dtype), problem)
         return Domains({k: (lo.to(dtype), hi.to(dtype)) for k, (lo, hi) in domains.bounds.items()}, domains.splits,
                        {k: v.to(dtype) for k, v in domains.alphas.items()},
                        {k: v.to(dtype) for k, v in domains.betas.items()}, lb)
 
-    def margins(self, domains) -> Tensor:
-        """``[D, R]``: float64 margin lower bounds of ``domains`` (of any type) with their own splits, slopes and
-        multipliers over the float64 root bounds, less the rounding error of the pass (row errors are the
-        problem's tolerance; the split multipliers' term is subtracted here)."""
-        from verifier.bab.relu_split import Domains
-
-        search = self.search
-        dtype = search.lower.dtype
-        count = len(domains)
-        bounds = {k: (lo.expand(count, *lo.shape[1:]), hi.expand(count, *hi.shape[1:]))
-                  for k, (lo, hi) in self.root_bounds.items() if k in domains.bounds}
-        betas = {k: v.to(dtype) for k, v in domains.betas.items()}
-        wide = Domains(bounds, domains.splits, {k: v.to(dtype) for k, v in domains.alphas.items()}, betas,
-                       domains.lb.to(dtype))
-        with torch.no_grad(), rigorous(self.model):
-            pass_bounds, _, hook = search._pass_inputs(wide, betas)
-            value = backward_lower(search.graph, search.graph.output_name, search.spec, pass_bounds, hook)
-            value = value - search.problem.d.unsqueeze(0)
-            rounding = search.problem.rounding
-            if rounding is not None:
-                value = value - rounding.beta_error(betas)
-        return value
-
     def pair_margins(self, domains, index: Tensor, row: Tensor) -> Tensor:
-        """``[P]``: as :meth:`margins`, for the (domain, row) pairs ``index``, ``row`` only (one row each: a
-        batch refutes one or two new rows per domain, so this is several times cheaper than every row)."""
+        """``[P]``: float64 margin lower bounds of the (domain, row) pairs ``index``, ``row`` of ``domains`` (of
+        any type), each with its domain's splits and its row's slopes and multipliers over the float64 root
+        bounds, less the rounding error of the pass (inside ``rigorous``, or the split multipliers' a priori
+        term here and the row errors as the tolerance). One row per pair: a batch refutes one or two new rows
+        per domain, so this is several times cheaper than bounding every row."""
         from verifier.bab.relu_split import Domains
 
         search = self.search

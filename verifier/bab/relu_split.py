@@ -529,7 +529,7 @@ class ReluSplitSearch:
                        {k: v[:, rows] for k, v in root.betas.items()}, root.lb[:, rows])
         if confirmation is not None:
             self.root64 = root
-            root = confirmation.to_search_type(root, self.problem.lower.dtype, self.problem)
+            root = confirmation.to_search_type(root, self.problem)
             search.root_bounds = {k: (lo.to(root.lb.dtype), hi.to(root.lb.dtype))
                                   for k, (lo, hi) in confirmation.search.root_bounds.items()}
         search.root_pre_bounds = root.bounds

@@ -180,7 +180,7 @@ def _preload_forkserver() -> None:
 
     with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
         context = get_mp_context()   # Dask's own preload list first (it sets it once), then ours on top
-    context.set_forkserver_preload(["distributed", "torch", "onnxruntime", *WARM_UP])
+    context.set_forkserver_preload(["distributed", *WARM_UP])
 
 
 #: what a worker imports before its first task (torch and the search: about 1.5 s per fresh process)
