@@ -53,8 +53,8 @@ def tune_malloc() -> None:
     """Fixed glibc allocator thresholds for this process: blocks up to 32 MiB served from the heap, and memory
     given back above 128 MiB free at its top (``mallopt``; Linux/glibc only, elsewhere nothing happens).
     glibc's own dynamic thresholds start at 128 KiB and serve larger blocks by a fresh ``mmap`` each, given
-    back at once, so the search's many short-lived tensors page-fault over and over. Measured on one core:
-    ACAS Xu 3_3 prop 2 took 46.7 s plain and 34.9 s tuned (same 51 221 domains); a Dask worker, which also
+    back at once, so the search's many short-lived tensors page-fault over and over. ``benchmarks/malloc.py``
+    on one core: ACAS Xu 3_3 prop 2 took 52.9 s plain and 34.9 s tuned (same 51 221 domains); a Dask worker, which also
     gets ``MALLOC_TRIM_THRESHOLD_=65536`` from Dask, searched a mnist_fc subtree 2x slower untuned.
     ``VERIFIER_MALLOC=default`` keeps glibc's behaviour."""
     global _malloc_tuned
