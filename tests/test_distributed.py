@@ -59,6 +59,31 @@ def test_relu_split_over_workers_proves_what_one_process_proves(cluster, tmp_pat
     assert spread.stats["distributed"]["tasks"] >= 2 and _books(spread)["refuted_weight"] == "1"
 
 
+def test_float_sound_relu_split_over_workers_confirms_every_refutation_there(cluster, tmp_path):
+    """--float-sound with workers: the workers search in float32 and confirm their refutations in float64 over
+    the root bounds sent with each task, as one process does; the same verdict, every domain accounted for."""
+    prop = digits_margin(tmp_path, 1.44)
+    options = verifier.VerifyOptions(float_sound=True)
+    alone = verifier.verify(DIGITS, prop, timeout=120, options=options)
+    spread = verifier.verify(DIGITS, prop, timeout=120, options=options, client=cluster.client)
+    assert alone.status == spread.status == "unsat", spread.message
+    assert "distributed_skipped" not in spread.stats and spread.stats["method"] == "relu-split"
+    assert spread.stats["search_dtype"] == "float32" and spread.stats["dtype"] == "float64"
+    info = spread.stats["distributed"]
+    assert info["tasks"] >= 2 and info["worker_domains"] > 0
+    assert info["worker_confirmed"] > 0      # refutations made on the workers were confirmed there
+    assert _books(spread)["refuted_weight"] == "1" and _books(spread)["open_domains"] == 0
+
+
+def test_float_sound_input_split_over_workers(cluster, tmp_path):
+    prop = acas_margin(tmp_path, -0.41)
+    options = verifier.VerifyOptions(float_sound=True)
+    spread = verifier.verify(ACAS, prop, timeout=120, options=options, client=cluster.client)
+    assert spread.status == "unsat" and "distributed_skipped" not in spread.stats
+    assert spread.stats["distributed"]["tasks"] >= 2 and "float_sound" in spread.stats
+    assert _books(spread)["refuted_weight"] == "1"
+
+
 def test_counterexample_found_by_a_worker_is_confirmed_and_stops_the_run(cluster, tmp_path):
     prop = acas_margin(tmp_path, -0.405)  # the smallest Y_0 - Y_1 sampled is -0.4068: violations are rare
     options = verifier.VerifyOptions(attack=False)  # the search, not the attack, must find it

@@ -124,3 +124,26 @@ def test_the_milp_proves_nothing_under_confirmation():
 
     assert decide(exact.problem)[0] == "unknown"
     assert decide(replace(exact.problem, rounding=None))[0] == "unsat"
+
+
+def test_domains_handed_to_another_search_have_new_refutations_confirmed(monkeypatch):
+    """A search continuing another's open domains (a worker of a distributed run) bounds them once in float32
+    before branching; a row that pass refutes for the first time is confirmed in float64 like any other, so a
+    false float32 claim there is lowered below refutation instead of being inherited, unchecked, by every
+    child."""
+    search, stats = _search_with_confirmation()
+    open_domains = search.frontier()
+    original = search.search.bound
+
+    def claims_everything(domains, iterations):
+        bounded, A_x, coefficients = original(domains, iterations)
+        claimed = type(bounded)(bounded.bounds, bounded.splits, bounded.alphas, bounded.betas,
+                                torch.ones_like(bounded.lb))
+        return claimed, A_x, coefficients
+
+    monkeypatch.setattr(search.search, "bound", claims_everything)
+    search.add(open_domains)
+    (entry,) = search.stack
+    kept = search.problem.row_refutes(entry[0].lb)
+    assert stats["float_sound_confirmation"]["reopened"] > 0
+    assert not bool(kept.all()), "a false claim on an open root must not survive the float64 check"

@@ -544,9 +544,18 @@ class ReluSplitSearch:
         # the open domains, as a stack of batches with the coefficients of their last bound pass (the root's come
         # from one plain pass). Depth first, one batch at a time: the open set stays small and no step copies all
         # of it (breadth first, one step's copies of 19 000 open domains took 4 s on mnist_fc 256x4)
-        self.stack.append(self.search.bound(root, 1))
+        self.stack.append(self._bound_once(root))
         self.open_count = 1
         return None
+
+    def _bound_once(self, domains: Domains) -> tuple[Domains, Tensor | None, dict[str, Tensor]]:
+        """One plain bound pass over open domains, for the coefficients that branching reads. Under confirmation
+        a row this float32 pass refutes for the first time is confirmed in float64 like any other (children
+        inherit their parent's refuted rows, which are never bounded again)."""
+        entry = self.search.bound(domains, 1)
+        if self.confirmation is not None:
+            entry = (self.confirmation.confirm(entry[0], domains.lb, self.problem), *entry[1:])
+        return entry
 
     def restrict(self, keep_cases: Tensor) -> Tensor:
         """Continue on the cases ``keep_cases`` only (see :meth:`Problem.restrict`); returns the rows kept."""
@@ -563,7 +572,7 @@ class ReluSplitSearch:
         for start in range(0, len(domains), self.options.batch):
             index = torch.arange(start, min(start + self.options.batch, len(domains)), device=self.device)
             part = domains.select(index)
-            self.stack.append(self.search.bound(part, 1))
+            self.stack.append(self._bound_once(part))
             self.open_count += len(part)
 
     def frontier(self) -> Domains | None:

@@ -263,10 +263,11 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
 
     stats["method"] = method
     stats["phase"] = f"search ({method})"
-    # the workers run the plain searches: float-sound proofs and cuts stay in this process
-    spread = parallel is not None and not options.float_sound and not options.cuts
+    # the workers run the plain searches and the float-sound ones (each confirming its own refutations);
+    # cuts stay in this process
+    spread = parallel is not None and not options.cuts
     if parallel is not None and not spread:
-        stats["distributed_skipped"] = "float-sound proofs and cuts run in one process"
+        stats["distributed_skipped"] = "cuts run in one process"
     statuses = []
     start = time.perf_counter()
     for index, problem in enumerate(problems):
@@ -317,7 +318,8 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                         status, witness = split_inputs(deadline)
         elif spread and method == "relu-split":
             status, witness = parallel.search(method, bound_network, problems, index, deadline,
-                                              lambda points, p=problem: try_candidates(points, p), batch=options.batch)
+                                              lambda points, p=problem: try_candidates(points, p), batch=options.batch,
+                                              search_network=search_network)
         else:
             from verifier.bab.relu_split import relu_split_search
 

@@ -30,6 +30,7 @@ import queue
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,17 +107,17 @@ class ParallelVerifier:
         return self._threads_cache
 
     def _context_future(self, cluster: Cluster, method: str, bound_network: Network, problems: list[Problem],
-                        input_options: Any, batch: int | None) -> Any:
+                        input_options: Any, batch: int | None, search_network: Network | None = None) -> Any:
         """The run's context on the workers, scattered once (again only if every copy was lost)."""
-        self._context_args = (method, bound_network, problems, input_options, batch)
-        key = (method, id(bound_network), id(problems))
+        self._context_args = (method, bound_network, problems, input_options, batch, search_network)
+        key = (method, id(bound_network), id(problems), id(search_network))
         if self._context is not None and self._context_key == key and self._context.status == "finished":
             return self._context
         source = self.network.source
         onnx = Path(source).read_bytes() if source is not None else None
         context = SearchContext(self.token, method, bound_network, self.spec, problems, onnx=onnx,
                                 reference=None if onnx is not None else self.network, input_options=input_options,
-                                batch=batch)
+                                batch=batch, search_network=search_network)
         self._context = cluster.client.scatter(context, broadcast=True, hash=False)
         self.info["context_scattered"] = self.info.get("context_scattered", 0) + 1
         self._context_key = key
@@ -139,15 +140,17 @@ class ParallelVerifier:
 
     # -- search -----------------------------------------------------------------------------------------
     def search(self, method: str, bound_network: Network, problems: list[Problem], index: int, deadline: Deadline,
-               try_candidates: Callable, input_options: Any = None, batch: int | None = None
-               ) -> tuple[str, Counterexample | None]:
+               try_candidates: Callable, input_options: Any = None, batch: int | None = None,
+               search_network: Network | None = None) -> tuple[str, Counterexample | None]:
         """Decide ``problems[index]`` with ``method`` (``input-split`` or ``relu-split``) over the cluster; returns
-        ``(status, counterexample or None)`` as the single-process searches do."""
+        ``(status, counterexample or None)`` as the single-process searches do. ``search_network``: float-sound
+        ReLU splitting in a faster type (see :func:`verifier.bab.relu_split.relu_split_search`), on every
+        worker too: each confirms its own refutations in float64 over the root bounds sent with its tasks."""
         problem = problems[index]
         stats = self.stats
         local_stats: dict = {}
         local = make_search(SearchContext(self.token, method, bound_network, self.spec, problems,
-                                          input_options=input_options, batch=batch),
+                                          input_options=input_options, batch=batch, search_network=search_network),
                             bound_network, problem, local_stats, try_candidates)
         found = local.start()
         if found is not None:
@@ -176,9 +179,12 @@ class ParallelVerifier:
             ledger.open(piece)
         ledger.check()
         keep_cases = getattr(local, "keep_cases", None)
-        context = self._context_future(cluster, method, bound_network, problems, input_options, batch)
+        confirmation = getattr(local, "confirmation", None)
+        confirm_bounds = confirmation.root_bounds if confirmation is not None else None
+        context = self._context_future(cluster, method, bound_network, problems, input_options, batch,
+                                       search_network)
         self.info.setdefault("distributed_from_s", round(self.elapsed(), 3))
-        return _Run(self, cluster, context, ledger, problem, index, keep_cases, deadline).loop()
+        return _Run(self, cluster, context, ledger, problem, index, keep_cases, deadline, confirm_bounds).loop()
 
 
 def _merge_local(stats: dict, local_stats: dict) -> None:
@@ -196,8 +202,9 @@ class _Run:
     """The coordinator's loop for one problem (see the module docstring)."""
 
     def __init__(self, owner: ParallelVerifier, cluster: Cluster, context: Any, ledger: Ledger, problem: Problem,
-                 index: int, keep_cases: Any, deadline: Deadline):
+                 index: int, keep_cases: Any, deadline: Deadline, confirm_bounds: dict | None = None):
         self.owner, self.cluster, self.client, self.context = owner, cluster, cluster.client, context
+        self.confirm_bounds = confirm_bounds
         self.ledger, self.problem, self.index, self.keep_cases, self.deadline = ledger, problem, index, keep_cases, \
             deadline
         self.info = owner.info
@@ -256,10 +263,13 @@ class _Run:
         attempt = self.ledger.start(subtree)
         name = f"verifier-{self.owner.token}-{self.index}-{subtree.id}-{attempt}"
         task = SubtreeTask(subtree.id, attempt, self.index, subtree.domains, self.owner.slice_s,
-                           max(0.0, self.deadline.remaining()), keep_cases=self.keep_cases, yield_event=name)
+                           max(0.0, self.deadline.remaining()), keep_cases=self.keep_cases, yield_event=name,
+                           confirm_bounds=self.confirm_bounds)
         if self.context.status != "finished":  # lost with the workers that held it: send it again first
             self.context = self.owner.context_again(self.cluster)
-        future = self.client.submit(run_subtree, self.context, task, key=name, pure=False)
+        with warnings.catch_warnings():   # a subtree of a few MiB is what the task is for, not a misuse of Dask
+            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+            future = self.client.submit(run_subtree, self.context, task, key=name, pure=False)
         self.in_flight[name] = _InFlight(subtree.id, attempt, future, name, time.monotonic())
         future.add_done_callback(lambda _, key=name: self.done.put(key))
         self.info["tasks"] += 1
@@ -346,6 +356,9 @@ class _Run:
         self.info["worker_cpu_s"] = round(sum(cpu.values()), 3)
         self.info.setdefault("first_result_s", round(self.owner.elapsed(), 3))
         self.info["returned_mb"] += frontiers.nbytes(result.remaining) / 2**20
+        if result.confirmed or result.reopened:  # float-sound: the workers' float64 confirmations
+            self.info["worker_confirmed"] = self.info.get("worker_confirmed", 0) + result.confirmed
+            self.info["worker_reopened"] = self.info.get("worker_reopened", 0) + result.reopened
         if not ledger.is_open(result.subtree):
             ledger.ignored += 1
             return None

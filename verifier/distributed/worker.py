@@ -57,6 +57,9 @@ class SearchContext:
     reference: Network | None = None
     input_options: Any = None
     batch: int | None = None
+    #: float-sound ReLU splitting: ``network`` in the faster type the search runs in (``network`` and the
+    #: problems are then the float64 ones, with their rounding models, that every refutation is confirmed in)
+    search_network: Network | None = None
 
 
 @dataclass
@@ -74,6 +77,8 @@ class SubtreeTask:
     deadline_s: float
     keep_cases: torch.Tensor | None = None
     yield_event: str | None = None
+    #: float-sound ReLU splitting: the float64 root's pre-activation bounds every confirmation runs over
+    confirm_bounds: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 @dataclass
@@ -96,6 +101,9 @@ class SubtreeResult:
     reason: str = ""
     #: the worker process's CPU seconds so far, start-up included (its parent may not be the coordinator)
     process_cpu_s: float = 0.0
+    #: float-sound ReLU splitting: refuting rows confirmed in float64, and those float64 did not confirm
+    confirmed: int = 0
+    reopened: int = 0
 
 
 class _WorkerState:
@@ -180,8 +188,11 @@ def _yield_signal(name: str | None):
     return is_set
 
 
-def make_search(context: SearchContext, network: Network, problem: Problem, stats: dict, try_candidates):
-    """The search object the context's method takes, for ``problem``."""
+def make_search(context: SearchContext, network: Network, problem: Problem, stats: dict, try_candidates,
+                confirm_bounds: dict | None = None):
+    """The search object the context's method takes, for ``problem``. Under float-sound ReLU splitting
+    (``context.search_network``) it searches in that network's type and confirms in ``network``'s, over the
+    float64 root bounds ``confirm_bounds`` (a worker's; the coordinator's search bounds the root itself)."""
     if context.method == "input-split":
         from verifier.bab.input_split import InputSplitOptions, InputSplitSearch
 
@@ -189,7 +200,11 @@ def make_search(context: SearchContext, network: Network, problem: Problem, stat
         return InputSplitSearch(network, problem, options, stats, try_candidates)
     from verifier.bab.relu_split import ReluSplitSearch
 
-    return ReluSplitSearch(network, problem, stats, try_candidates, context.batch)
+    search = ReluSplitSearch(network, problem, stats, try_candidates, context.batch,
+                             search_network=context.search_network)
+    if search.confirmation is not None and confirm_bounds is not None:
+        search.confirmation.root_bounds = confirm_bounds
+    return search
 
 
 def candidate_checker(reference: Network, spec: Specification, problem: Problem):
@@ -214,7 +229,9 @@ def run_subtree(context: SearchContext, task: SubtreeTask) -> SubtreeResult:
     problem = context.problems[task.problem]
     stats: dict = {}
     search = make_search(context, context.network, problem, stats,
-                         candidate_checker(state.reference, context.spec, problem))
+                         candidate_checker(state.reference, context.spec, problem), task.confirm_bounds)
+    if getattr(search, "confirmation", None) is not None and task.confirm_bounds is None:
+        raise ValueError("a float-sound subtree was sent without the float64 root bounds its confirmations need")
     if task.keep_cases is not None:
         search.restrict(task.keep_cases)
     deadline = Deadline(max(0.0, task.deadline_s - (time.monotonic() - received)))
@@ -246,6 +263,9 @@ def run_subtree(context: SearchContext, task: SubtreeTask) -> SubtreeResult:
 
         remaining = search.frontier()
         result.remaining = None if remaining is None else portable(remaining)
+    confirmation = stats.get("float_sound_confirmation")
+    if confirmation is not None:
+        result.confirmed, result.reopened = int(confirmation["confirmed"]), int(confirmation["reopened"])
     result.seconds = time.monotonic() - received
     result.process_cpu_s = time.process_time()
     return result
