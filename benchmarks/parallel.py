@@ -16,7 +16,10 @@ utilisation while subtrees were out (busy time / threads x time), the CPU second
 (the verify process and what it reaped, plus the workers' own CPU reports: forkserver-started workers are
 not its children; a worker that never got a task does not report, and the forkserver's one import of torch,
 about 2 s, is not counted),
-and the ratios of 2 workers (N) to 1 worker and to the single process.
+and the ratios of 2 workers (N) to 1 worker and to the single process. Then the same with ``--scheduler`` on a
+*standing* cluster of 1 and of 2 (N) workers (``dask scheduler`` and ``dask worker`` processes started and warmed
+before the run, as a cluster that serves many runs is; ``--no-standing`` skips them): time to verdict without
+the workers' start-up, and the ratio of 2 standing workers to 1.
 
 After each instance, the machine's own ceiling: the same plain single-process run N times at once, against
 once alone (``N x alone / slowest``): on a machine whose vCPUs share physical cores that is well below N,
@@ -39,6 +42,7 @@ import csv
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,10 +68,68 @@ def load() -> str:
         return "?"
 
 
-def verify(onnx: Path, vnnlib: Path, timeout: float, workers: int | None) -> dict:
+class StandingCluster:
+    """``dask scheduler`` and ``workers`` ``dask worker`` processes (1 thread each) on loopback, started as a user
+    starts a cluster that outlives any one run, and warmed (torch and the search imported on every worker)."""
+
+    def __init__(self, workers: int):
+        dask = shutil.which("dask")
+        if dask is None:
+            raise SystemExit("the dask command is not on PATH (pip install 'verifier[distributed]')")
+        self.folder = tempfile.mkdtemp(prefix="parallel-cluster-")
+        address_file = Path(self.folder) / "scheduler.json"
+        env = dict(os.environ, PYTHONPATH=str(ROOT), VERIFIER_THREADS="1")
+        self.log = open(Path(self.folder) / "cluster.log", "w")
+        self.processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                            "--no-dashboard", "--scheduler-file", str(address_file)], cwd=ROOT,
+                                           env=env, stdout=self.log, stderr=subprocess.STDOUT)]
+        deadline = time.monotonic() + 120
+        while not address_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.address = json.loads(address_file.read_text())["address"]
+        for index in range(workers):
+            self.processes.append(subprocess.Popen([dask, "worker", self.address, "--nthreads", "1", "--name",
+                                                    f"w{index}", "--no-dashboard", "--memory-limit", "0"], cwd=ROOT,
+                                                   env=env, stdout=self.log, stderr=subprocess.STDOUT))
+        from distributed import Client
+
+        from verifier.distributed.cluster import warm_up
+
+        with Client(self.address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+            warm_up(client)
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def verify(onnx: Path, vnnlib: Path, timeout: float, workers: int | str | None) -> dict:
+    """One ``verifier verify --json`` process: plain (``workers`` None), with ``--workers N``, or, for ``"Nw"``,
+    with ``--scheduler`` on a standing cluster of N workers started (and timed) outside the run."""
     command = [sys.executable, "-m", "verifier", "verify", str(onnx), str(vnnlib), "--json", "--timeout", str(timeout)]
-    if workers:
+    cluster = None
+    if isinstance(workers, str):
+        cluster = StandingCluster(int(workers[:-1]))
+        command += ["--scheduler", cluster.address]
+    elif workers:
         command += ["--workers", str(workers)]
+    try:
+        return _run_verify(command, timeout, workers)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _run_verify(command: list[str], timeout: float, workers: int | str | None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), VERIFIER_THREADS="1")
     started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout + 120)
@@ -79,8 +141,10 @@ def verify(onnx: Path, vnnlib: Path, timeout: float, workers: int | None) -> dic
         return {"status": "error", "message": (done.stderr.strip().splitlines() or ["?"])[-1], "wall_s": wall,
                 "cpu_s": cpu}
     payload = json.loads(lines[-1])
-    # local workers started by a forkserver are not this process's children: their own reports count them
-    forked = os.environ.get("VERIFIER_WORKER_START", "forkserver") == "forkserver" and workers  # (verify's default)
+    # local workers started by a forkserver, and a standing cluster's, are not this process's children: their own
+    # reports count them
+    forked = isinstance(workers, str) or (
+        os.environ.get("VERIFIER_WORKER_START", "forkserver") == "forkserver" and workers)  # (verify's default)
     extra = (payload.get("stats", {}).get("distributed") or {}).get("worker_cpu_s", 0.0) if forked else 0.0
     payload["wall_s"], payload["cpu_s"] = wall, cpu + extra
     return payload
@@ -112,8 +176,18 @@ def describe(payload: dict) -> dict:
             "use": info.get("utilisation")}
 
 
+def _label(config: int | str | None) -> str:
+    if config is None:
+        return "1 process"
+    if isinstance(config, str):
+        return f"{config[:-1]} standing"
+    return f"{config} worker" + ("s" if config > 1 else "")
+
+
 def part_instances(args: argparse.Namespace, truth: dict) -> None:
-    configs: list[int | None] = [None] + args.workers
+    configs: list[int | str | None] = [None] + args.workers
+    if args.standing:
+        configs += [f"{w}w" for w in args.workers]
     names = [n for n in INSTANCES if not args.only or any(o in n for o in args.only.split(","))]
     print(f"== one instance over worker processes (timeout {args.timeout:g} s, {args.repeats} run(s) each, "
           f"load {load()})")
@@ -127,13 +201,13 @@ def part_instances(args: argparse.Namespace, truth: dict) -> None:
             print(f"{name:10s} skipped: {onnx} not found")
             continue
         expected = truth.get((family, onnx.name, vnnlib.name), "?")
-        runs: dict[int | None, list[dict]] = {c: [] for c in configs}
+        runs: dict[int | str | None, list[dict]] = {c: [] for c in configs}
         for _ in range(args.repeats):
             for config in configs:
                 runs[config].append(describe(verify(onnx, vnnlib, args.timeout, config)))
         best = {}
         for config in configs:
-            label = "1 process" if config is None else f"{config} worker" + ("s" if config > 1 else "")
+            label = _label(config)
             for row in runs[config]:
                 print(f"{name:10s} {label:10s} {row['status']:8s} {expected:7s} {row['time']:8.2f} {row['domains']:8d} "
                       f"{row['rate']:8.1f} {_num(row['ready']):>8s} {_num(row['tasks']):>6s} {_num(row['use']):>5s} "
@@ -167,6 +241,11 @@ def part_instances(args: argparse.Namespace, truth: dict) -> None:
                 parts.append(f"vs 1 process: time {base['time'] / row['time']:.2f}x, "
                              f"dom/s {row['rate'] / max(base['rate'], 1e-9):.2f}x")
             print(f"{name:10s} {config} workers: " + "; ".join(parts))
+            warm, warm_one = best.get(f"{config}w"), best.get("1w")
+            if warm is not None and warm_one is not None:
+                print(f"{name:10s} {config} standing: vs 1 standing: time {warm_one['time'] / warm['time']:.2f}x "
+                      f"faster, dom/s {warm['rate'] / max(warm_one['rate'], 1e-9):.2f}x"
+                      + (f"; vs 1 process: time {base['time'] / warm['time']:.2f}x" if base is not None else ""))
     print(f"(load after: {load()})")
 
 
@@ -237,6 +316,9 @@ def main() -> None:
     parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
                         help="skip the machine's own ceiling (N plain runs of the instance at the same time)")
     parser.add_argument("--skip-bench", action="store_true")
+    parser.add_argument("--no-standing", dest="standing", action="store_false",
+                        help="skip the runs on a standing cluster (dask scheduler and N dask workers started and "
+                        "warmed before the run, as a cluster that serves many runs is)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     args.workers = [int(w) for w in args.workers.split(",")] if args.workers else sorted({1, 2, cores})
