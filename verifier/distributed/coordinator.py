@@ -216,7 +216,7 @@ class _Run:
 
     def loop(self) -> tuple[str, Counterexample | None]:
         stats, ledger = self.owner.stats, self.ledger
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         try:
             while True:
                 if ledger.proved():
@@ -245,6 +245,11 @@ class _Run:
             self.info["ledger"] = [book.summary() for book in self.owner.books]
             spent = time.monotonic() - started
             self.info["distributed_s"] = round(self.info.get("distributed_s", 0.0) + spent, 3)
+            # this process's CPU seconds so far: loading, root, its own search, and the scheduler's and nannies'
+            # threads of a local cluster; during the distributed phase it competes with the workers for cores
+            self.info["coordinator_cpu_s"] = round(time.process_time(), 3)
+            self.info["coordinator_cpu_distributed_s"] = round(
+                self.info.get("coordinator_cpu_distributed_s", 0.0) + time.process_time() - cpu_started, 3)
             threads = max(1, self.info.get("worker_threads", 1))
             # the share of the worker threads' time spent searching while subtrees were farmed out
             self.info["utilisation"] = round(self.info.get("worker_busy_s", 0.0)
