@@ -304,10 +304,14 @@ class ReluBranchAndBound:
                     kept = kept - self.problem.rounding.beta_error(betas)
                 improved = kept > best
                 best = torch.where(improved, kept, best)
-                if self.keep_best_multipliers:
-                    _keep_where(best_alphas, slopes.slopes, improved)
-                    _keep_where(best_betas, betas, improved)
-                any_improved, all_done = torch.stack([improved.any(), done(best).all()]).tolist()  # one host sync
+                # (under confirmation: the multipliers of the iterate that set each refuting row's bound; only rows
+                # that refute are ever confirmed, so the others' are not kept)
+                refuting_now = improved & (kept > 0) if self.keep_best_multipliers else improved[:0]
+                any_improved, all_done, keep_now = torch.stack(    # one host sync
+                    [improved.any(), done(best).all(), refuting_now.any()]).tolist()
+                if keep_now:
+                    _keep_where(best_alphas, slopes.slopes, refuting_now)
+                    _keep_where(best_betas, betas, refuting_now)
                 if step == 0 or any_improved:
                     A_x = A_in.detach() if A_in is not None else None
                     coefficients = dict(hook.relu_coefficients)
@@ -324,7 +328,7 @@ class ReluBranchAndBound:
         # a NaN gradient must not leave the children a NaN start: such entries keep the parent's values
         alphas = {k: torch.where(v.isnan(), domains.alphas[k], v.detach()) for k, v in slopes.slopes.items()}
         betas = {k: torch.where(v.isnan(), domains.betas[k], v.detach()) for k, v in betas.items()}
-        if self.keep_best_multipliers:   # rows refuted keep the multipliers that refuted them
+        if self.keep_best_multipliers and best_alphas:   # rows refuted keep the multipliers that refuted them
             refuting = best > 0
             alphas = {k: _row_where(refuting, best_alphas[k], v) for k, v in alphas.items()}
             betas = {k: _row_where(refuting, best_betas[k], v) for k, v in betas.items()}
