@@ -306,10 +306,10 @@ class ReluBranchAndBound:
                 best = torch.where(improved, kept, best)
                 # (under confirmation: the multipliers of the iterate that set each refuting row's bound; only rows
                 # that refute are ever confirmed, so the others' are not kept)
-                refuting_now = improved & (kept > 0) if self.keep_best_multipliers else improved[:0]
-                any_improved, all_done, keep_now = torch.stack(    # one host sync
+                refuting_now = improved & (kept > 0)
+                any_improved, all_done, any_refuting = torch.stack(    # one host sync
                     [improved.any(), done(best).all(), refuting_now.any()]).tolist()
-                if keep_now:
+                if any_refuting and self.keep_best_multipliers:
                     _keep_where(best_alphas, slopes.slopes, refuting_now)
                     _keep_where(best_betas, betas, refuting_now)
                 if step == 0 or any_improved:

@@ -111,10 +111,9 @@ class _WorkerState:
     file written to a private temporary folder)."""
 
     def __init__(self, context: SearchContext):
-        from verifier.threads import ensure_threads, tune_malloc
+        from verifier.threads import ensure_threads
 
-        tune_malloc()
-        ensure_threads()
+        ensure_threads()   # (and the allocator thresholds, verifier.threads.tune_malloc)
         self.folder = None
         if context.onnx is not None:
             self.folder = tempfile.mkdtemp(prefix="verifier-worker-")
