@@ -42,7 +42,6 @@ import csv
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,8 @@ import time
 from pathlib import Path
 
 from common import ROOT, SHARED
+
+from tests.standing_cluster import StandingCluster
 
 INSTANCES = {
     "acas": ("acasxu", "onnx/ACASXU_run2a_3_3_batch_2000.onnx", "vnnlib/prop_2.vnnlib"),
@@ -68,64 +69,22 @@ def load() -> str:
         return "?"
 
 
-class StandingCluster:
-    """``dask scheduler`` and ``workers`` ``dask worker`` processes (1 thread each) on loopback, started as a user
-    starts a cluster that outlives any one run, and warmed (torch and the search imported on every worker)."""
-
-    def __init__(self, workers: int):
-        dask = shutil.which("dask")
-        if dask is None:
-            raise SystemExit("the dask command is not on PATH (pip install 'verifier[distributed]')")
-        self.folder = tempfile.mkdtemp(prefix="parallel-cluster-")
-        address_file = Path(self.folder) / "scheduler.json"
-        env = dict(os.environ, PYTHONPATH=str(ROOT), VERIFIER_THREADS="1")
-        self.log = open(Path(self.folder) / "cluster.log", "w")
-        self.processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                            "--no-dashboard", "--scheduler-file", str(address_file)], cwd=ROOT,
-                                           env=env, stdout=self.log, stderr=subprocess.STDOUT)]
-        deadline = time.monotonic() + 120
-        while not address_file.is_file() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.address = json.loads(address_file.read_text())["address"]
-        for index in range(workers):
-            self.processes.append(subprocess.Popen([dask, "worker", self.address, "--nthreads", "1", "--name",
-                                                    f"w{index}", "--no-dashboard", "--memory-limit", "0"], cwd=ROOT,
-                                                   env=env, stdout=self.log, stderr=subprocess.STDOUT))
-        from distributed import Client
-
-        from verifier.distributed.cluster import warm_up
-
-        with Client(self.address, timeout=60) as client:
-            client.wait_for_workers(workers, timeout=120)
-            warm_up(client)
-
-    def close(self) -> None:
-        for process in reversed(self.processes):
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.log.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 def verify(onnx: Path, vnnlib: Path, timeout: float, workers: int | str | None) -> dict:
     """One ``verifier verify --json`` process: plain (``workers`` None), with ``--workers N``, or, for ``"Nw"``,
     with ``--scheduler`` on a standing cluster of N workers started (and timed) outside the run."""
     command = [sys.executable, "-m", "verifier", "verify", str(onnx), str(vnnlib), "--json", "--timeout", str(timeout)]
-    cluster = None
-    if isinstance(workers, str):
-        cluster = StandingCluster(int(workers[:-1]))
-        command += ["--scheduler", cluster.address]
-    elif workers:
-        command += ["--workers", str(workers)]
-    try:
+    if not isinstance(workers, str):
+        if workers:
+            command += ["--workers", str(workers)]
         return _run_verify(command, timeout, workers)
-    finally:
-        if cluster is not None:
+    with tempfile.TemporaryDirectory(prefix="parallel-cluster-") as folder:
+        try:
+            cluster = StandingCluster(int(workers[:-1]), Path(folder), env={"VERIFIER_THREADS": "1"})
+        except FileNotFoundError as error:
+            raise SystemExit(str(error)) from None
+        try:
+            return _run_verify(command + ["--scheduler", cluster.address], timeout, workers)
+        finally:
             cluster.close()
 
 

@@ -10,13 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 from tests.distributed_cases import ACAS, acas_margin
+from tests.standing_cluster import StandingCluster
 
 FAKE = f"{sys.executable} {ROOT / 'tests' / 'bench_fake_verifier.py'}"
 
@@ -66,45 +66,13 @@ def test_without_dask_the_options_say_how_to_install_it(tmp_path):
 @pytest.fixture(scope="module")
 def loopback_cluster(tmp_path_factory):
     pytest.importorskip("distributed")
-    dask = shutil.which("dask")
-    if dask is None:
+    if shutil.which("dask") is None:
         pytest.skip("the dask command is not on PATH")
-    folder = tmp_path_factory.mktemp("cluster")
-    address_file = folder / "scheduler.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    log = open(folder / "cluster.log", "w")
-    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                   "--scheduler-file", str(address_file)], cwd=ROOT, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)]
+    cluster = StandingCluster(2, tmp_path_factory.mktemp("cluster"))
     try:
-        deadline = time.monotonic() + 120
-        while not address_file.is_file() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        address = json.loads(address_file.read_text())["address"]
-        for name in ("w1", "w2"):
-            processes.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--name", name,
-                                               "--no-dashboard", "--memory-limit", "0"], cwd=ROOT, env=env,
-                                              stdout=log, stderr=subprocess.STDOUT))
-        from distributed import Client
-
-        from verifier.distributed.cluster import warm_up
-
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-            # a cluster already up is warm (torch imported on its workers): a run's own warm-up is then instant,
-            # and its seconds-long search is not over before the workers are asked (the engine got faster)
-            warm_up(client)
-        yield address
+        yield cluster.address
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
+        cluster.close()
 
 
 def test_verify_on_a_cluster_of_separate_processes(loopback_cluster, tmp_path):
