@@ -2,12 +2,13 @@
 
     python benchmarks/exact.py sat                 # 3-SAT networks, 20-60 variables: verdict, time, who decided
     python benchmarks/exact.py float-sound acasxu mnist_fc --limit 4 --timeout 60
-                                                   # solve time with and without --float-sound, same instances
+                                                   # solve time off / default (auto) / --float-sound
 
 ``sat``: the instance set of ``tests/satnet.py`` (per size a planted satisfiable formula and a random one at 6
 clauses per variable), each verified with the default strategy (60 s) and checked against DPLL.
 ``float-sound``: ``--limit`` rows spread over each shared family (as ``benchmarks/run_family.py`` picks them),
-each verified twice in this process (default, then float-sound), with the time ratio and any answer change;
+each verified in this process once per float-soundness mode (``--modes``: off, the default auto, strict), with
+the time ratios to the first mode, any answer change and how many ``unsat`` rest on float-sound proofs;
 ``--only NET/PROP,...`` names the instances instead.
 """
 
@@ -52,32 +53,46 @@ def family_rows(family: str, limit: int, only: list[str] | None = None) -> list[
     return [(SHARED / family / r[0], SHARED / family / r[1]) for r in rows[::step][:limit]]
 
 
-def run_float_sound(families: list[str], limit: int, timeout: float, only: list[str] | None = None) -> None:
+MODES = {"off": False, "auto": "auto", "strict": True}
+
+
+def run_float_sound(families: list[str], limit: int, timeout: float, only: list[str] | None = None,
+                    modes: tuple[str, ...] = ("off", "auto", "strict")) -> None:
+    """Each instance verified once per float-soundness mode, in this process, one after the other: ``off``
+    (``float_sound=False``), ``auto`` (the default) and ``strict`` (``--float-sound``); times, the ratio of
+    each mode to the first, answer changes against the first, and how many ``unsat`` of the others rest on a
+    float-sound proof (``stats["proof"]``)."""
     from verifier.complete import VerifyOptions, verify
 
     # warm-up: the first verification of a process pays for lazy imports and onnxruntime's start
     warm = (str(ROOT / "models" / "digits_mlp.onnx"), str(ROOT / "models" / "digits_mlp_img0_eps0.02.vnnlib"))
-    verify(*warm, timeout=30)
-    verify(*warm, timeout=30, options=VerifyOptions(float_sound=True))
-    print(f"{'family':<10} {'instance':<48} {'default':>16} {'float-sound':>18} {'ratio':>6}")
-    totals = [0.0, 0.0]
-    changes = 0
+    for mode in modes:
+        verify(*warm, timeout=30, options=VerifyOptions(float_sound=MODES[mode]))
+    print(f"{'family':<10} {'instance':<48} " + " ".join(f"{mode:>17}" for mode in modes)
+          + " " + " ".join(f"{mode + '/' + modes[0]:>11}" for mode in modes[1:]))
+    totals = dict.fromkeys(modes, 0.0)
+    changes = dict.fromkeys(modes, 0)
+    sound_proofs = dict.fromkeys(modes, 0)
+    proofs = 0
     for family in families:
         for model, prop in family_rows(family, limit, only):
-            outcome = []
-            for sound in (False, True):
+            outcome = {}
+            for mode in modes:
                 start = time.perf_counter()
-                result = verify(str(model), str(prop), timeout=timeout, options=VerifyOptions(float_sound=sound))
-                outcome.append((result.status, time.perf_counter() - start))
-            (plain, t0), (sound, t1) = outcome
-            totals[0] += t0
-            totals[1] += t1
-            changes += plain != sound
+                result = verify(str(model), str(prop), timeout=timeout, options=VerifyOptions(float_sound=MODES[mode]))
+                outcome[mode] = (result.status, time.perf_counter() - start)
+                totals[mode] += outcome[mode][1]
+                changes[mode] += result.status != outcome[modes[0]][0]
+                sound_proofs[mode] += result.status == "unsat" and result.stats.get("proof") == "float-sound"
+            proofs += outcome[modes[0]][0] == "unsat"
             label = f"{model.stem[:24]}/{prop.stem[:22]}"
-            print(f"{family:<10} {label:<48} {plain:>8} {t0:>6.1f}s {sound:>10} {t1:>6.1f}s {t1 / max(t0, 1e-9):>6.2f}",
-                  flush=True)
-    print(f"total: default {totals[0]:.1f} s, float-sound {totals[1]:.1f} s "
-          f"(+{100 * (totals[1] / max(totals[0], 1e-9) - 1):.0f} %), answer changes: {changes}")
+            t0 = outcome[modes[0]][1]
+            print(f"{family:<10} {label:<48} " + " ".join(f"{status:>9} {t:>6.1f}s" for status, t in outcome.values())
+                  + " " + " ".join(f"{outcome[mode][1] / max(t0, 1e-9):>11.2f}" for mode in modes[1:]), flush=True)
+    base = totals[modes[0]]
+    print(f"total ({proofs} unsat by {modes[0]}): " + ", ".join(
+        f"{mode} {totals[mode]:.1f} s ({100 * (totals[mode] / max(base, 1e-9) - 1):+.0f} %, {changes[mode]} answer "
+        f"changes, {sound_proofs[mode]} float-sound unsat)" for mode in modes))
 
 
 def main() -> None:
@@ -87,12 +102,17 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--only", help="comma-separated NETWORK/PROPERTY stems to run instead of a spread sample")
+    parser.add_argument("--modes", default="off,auto,strict",
+                        help="float-soundness modes to compare, the first is the reference (default off,auto,strict)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.what == "sat":
         run_sat(args.timeout)
     else:
-        run_float_sound(args.families, args.limit, args.timeout, args.only.split(",") if args.only else None)
+        modes = tuple(args.modes.split(","))
+        if not modes or any(mode not in MODES for mode in modes):
+            parser.error(f"--modes takes a comma-separated subset of {', '.join(MODES)}")
+        run_float_sound(args.families, args.limit, args.timeout, args.only.split(",") if args.only else None, modes)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 from torch import Tensor
 
+from verifier.complete.float_sound import accept_solver_refutation
 from verifier.complete.problem import Problem
 from verifier.ir import Graph
 from verifier.ops.activation import Relu
@@ -465,8 +466,8 @@ def milp_phase(graph: Graph, problem: Problem, pre_bounds: dict[str, tuple[Tenso
     stats.setdefault("milp", {"time_s": 0.0, "solves": 0})["mode"] = "alone" if alone else "portfolio"
     status, witness = milp_decide(graph, problem, pre_bounds, budget.end, try_candidates, stats,
                                   output_bounds=output_bounds)
-    if status == "unsat" and problem.rounding is not None:
-        # float soundness: HiGHS's infeasibility holds up to its tolerances, not rigorously; only its
+    if status == "unsat" and not accept_solver_refutation(problem, stats, "milp"):
+        # strict float soundness: HiGHS's infeasibility holds up to its tolerances, not rigorously; only its
         # counterexamples (re-checked) count, the proof is left to branch and bound
         return "unknown", None
     return status, witness
@@ -505,7 +506,7 @@ def exact_search(network, problem: Problem, deadline, stats: dict, try_candidate
     stats["root_unstable"] = unstable_count(pre)
     status, witness = milp_decide(graph, problem, pre, deadline.end, try_candidates, stats,
                                   output_bounds=bounds[graph.output_name])
-    if status == "unsat" and problem.rounding is not None:
+    if status == "unsat" and not accept_solver_refutation(problem, stats, "milp"):
         stats["unknown_reason"] = "the MILP's infeasibility is not float-sound"
         return "unknown", None
     if status == "unknown":

@@ -40,6 +40,7 @@ from verifier.bounds.alpha import (
 from verifier.bounds.crown import CrownOptions, backward_lower, compute_intermediate_bounds
 from verifier.cancel import checkpoint
 from verifier.complete.deadline import Deadline
+from verifier.complete.float_sound import accept_solver_refutation
 from verifier.complete.problem import Problem
 from verifier.complete.result import PAUSED, SAT, TIMEOUT, UNKNOWN, UNSAT
 from verifier.device import OutOfMemory, attempt, halving_on_oom, is_out_of_memory, release_memory
@@ -676,12 +677,16 @@ def _search(state: ReluSplitSearch, deadline: Deadline, pause: Callable[[], bool
                 # the LP's optimum is not float-sound; with every phase fixed the relaxation is exact and the
                 # beta-CROWN bound reaches the LP's value at the optimal multipliers: a long optimisation
                 # of this one domain, certified as every bound is, stands in for it
+                # (float_sound="auto" accepts the LP's refutation where that does not reach it, and counts it)
                 one = pool.select(torch.tensor([index], device=device))
-                verdict = "refuted" if bool(problem.refuted(search.bound(one, FLOAT_SOUND_FIXED_STEPS)[0].lb).all()) \
-                    else "unknown"
+                if not bool(problem.refuted(search.bound(one, FLOAT_SOUND_FIXED_STEPS)[0].lb).all()) \
+                        and not accept_solver_refutation(problem, stats, "lp"):
+                    verdict = "unknown"
             elif verdict == "refuted" and state.confirmation is not None:   # the same, in float64
                 one = pool.select(torch.tensor([index], device=device))
-                verdict = "refuted" if state.confirmation.confirm_fixed(one, FLOAT_SOUND_FIXED_STEPS) else "unknown"
+                if not state.confirmation.confirm_fixed(one, FLOAT_SOUND_FIXED_STEPS) \
+                        and not accept_solver_refutation(state.confirmation.problem, stats, "lp"):
+                    verdict = "unknown"
             if verdict != "refuted":
                 stuck_domains += 1
             (state.closed if verdict == "refuted" else state.stuck)[int(pool_depths[index])] += 1

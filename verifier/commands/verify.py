@@ -73,8 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="search method (default auto: chosen from the network and property)")
     parser.add_argument("--no-attack", action="store_true", help="skip the falsification phase")
     parser.add_argument("--seed", type=int, default=0, help="seed of the attacks (default 0)")
-    parser.add_argument("--float-sound", action="store_true",
-                        help="prove in float64 with rigorous rounding-error margins (unsat holds in exact arithmetic)")
+    sound = parser.add_mutually_exclusive_group()
+    sound.add_argument("--float-sound", dest="float_sound", action="store_const", const=True, default="auto",
+                       help="every unsat rigorous in exact arithmetic: each refutation by a float64 bound past a "
+                       "rigorous bound on its rounding error, else unknown (default: so wherever that costs about "
+                       "nothing, i.e. networks of affine maps and ReLUs, accepting the LP/MILP's refutations to "
+                       "their tolerances; the answer says what its proof rests on)")
+    sound.add_argument("--no-float-sound", dest="float_sound", action="store_const", const=False,
+                       help="prove in the engine's type with tolerance margins only")
     parser.add_argument("--cuts", action="store_true", help="ReLU splitting learns cuts from refuted domains")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="print the phase, domains done and open, the global lower bound, elapsed and remaining "
@@ -215,6 +221,8 @@ def _details(result, elapsed: float) -> None:
         bound = "none" if result.lower_bound is None else f"{result.lower_bound:.6g}"
         print(f"  global lower bound {bound} (above 0 would prove it), {result.open_domains or 0} open domains",
               file=sys.stderr)
+    if result.status == "unsat" and result.stats.get("proof"):
+        print(f"  proof: {result.stats['proof']}", file=sys.stderr)
     phases = ", ".join(f"{k} {v:.2f}s" for k, v in result.stats.get("phases", {}).items())
     domains = result.stats.get("domains")
     print(f"  {elapsed:.2f}s ({phases})" + (f", {domains} domains" if domains else ""), file=sys.stderr, flush=True)

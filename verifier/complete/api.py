@@ -58,10 +58,14 @@ class VerifyOptions:
     ``attack``: run falsification first. ``batch``: sub-domains bounded together. ``float64``: bound in
     double precision (default: for networks with few inputs, where it is cheap). ``seed``: attack seed.
     ``milp``: with ``method="auto"``, hand problems with few unstable ReLUs after the root bound to the exact
-    MILP (:mod:`verifier.bab.milp`). ``float_sound``: every refutation by a float64 bound past a rigorous
+    MILP (:mod:`verifier.bab.milp`). ``float_sound=True``: every refutation by a float64 bound past a rigorous
     bound on its rounding error (:mod:`verifier.complete.float_sound`): ``unsat`` holds in exact arithmetic;
     ReLU splitting on a float32 network then searches in float32 and confirms each refuted domain in float64
-    (:mod:`verifier.bab.confirm`; ``float64=True`` searches in float64 throughout).
+    (:mod:`verifier.bab.confirm`; ``float64=True`` searches in float64 throughout). ``"auto"`` (the default):
+    the same where it costs about nothing (networks of affine maps and ReLUs, or searched in float64 anyway),
+    accepting the MILP's and the LP's refutations to HiGHS's tolerances where nothing rigorous reaches them;
+    ``stats["proof"]`` says what each ``unsat`` rests on. ``False``: proofs in the engine's type with
+    tolerance margins.
     ``cuts``: ReLU splitting learns cuts from refuted domains (:mod:`verifier.bab.cuts`; off: see the README).
     ``memory_limit``: bytes a model or property given as a path may take when loaded (default: a quarter of
     the available memory). ``monitor``: a :class:`verifier.progress.SearchMonitor` printing progress.
@@ -73,7 +77,7 @@ class VerifyOptions:
     float64: bool | None = None
     seed: int = 0
     milp: bool = True
-    float_sound: bool = False
+    float_sound: bool | str = "auto"
     cuts: bool = False
     memory_limit: int | None = None
     monitor: Any = None
@@ -113,6 +117,8 @@ def verify(
     options = options or VerifyOptions()
     if options.method not in METHODS:
         raise OptionError(f"unknown method {options.method!r}; choose one of {', '.join(METHODS)}")
+    if not (options.float_sound is True or options.float_sound is False or options.float_sound == "auto"):
+        raise OptionError(f"float_sound must be True, False or 'auto', got {options.float_sound!r}")
     stats: dict = {"phases": {}, "phase": "loading"}
     target = resolve_device(device)
     stats["device"] = str(target)
@@ -185,23 +191,28 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
         return Result(UNSAT, stats=stats, message="the property has no satisfiable case")
     small = network.input_size <= INPUT_SPLIT_MAX_INPUTS
     use_float64 = options.float64 if options.float64 is not None else small
-    bound_network = _prepared(network, device, torch.float64 if use_float64 or options.float_sound else network.dtype,
+    float_sound, why_not = _float_sound_mode(network, options, use_float64)
+    bound_network = _prepared(network, device, torch.float64 if use_float64 or float_sound else network.dtype,
                               owned)
     problems = [Problem.from_group(group, bound_network) for group in groups]
     # float-sound ReLU splitting searches in the network's own (faster) type and confirms in float64
     search_network = _prepared(network, device, network.dtype, owned) \
-        if options.float_sound and not use_float64 and network.dtype != torch.float64 else None
+        if float_sound and not use_float64 and network.dtype != torch.float64 else None
     uncovered = None
     from verifier.complete.float_sound import default_tolerance
 
     for problem in problems:
         problem.tolerance = default_tolerance(bound_network, problem)
-    if options.float_sound:
+    if float_sound:
         from verifier.complete.float_sound import make_float_sound
 
-        uncovered = make_float_sound(bound_network.graph, problems, stats)
+        uncovered = make_float_sound(bound_network.graph, problems, stats, accept_solver=options.float_sound == "auto")
+        if uncovered is not None and options.float_sound == "auto":   # (not reached: auto checks coverage first)
+            float_sound, why_not, uncovered = False, uncovered, None
     stats["cases"] = len(spec.cases)
     stats["dtype"] = str(bound_network.dtype).replace("torch.", "")
+    stats["float_sound_mode"] = ("strict" if options.float_sound is True else "auto") if float_sound else "off"
+    basis = (float_sound, why_not)
 
     def try_candidates(points: torch.Tensor, problem: Problem) -> Counterexample | None:
         lower, upper = problem.exact_lower, problem.exact_upper
@@ -219,7 +230,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
     if not problems:
         stats["method"] = "crown"
         stats["domains"] = 0
-        return _proved(stats, uncovered)
+        return _proved(stats, uncovered, basis)
     method = options.method
     milp_strategy = None
     if method == "auto" and options.milp:
@@ -336,7 +347,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
             break
     stats["phases"]["search"] = time.perf_counter() - start
     if all(s == UNSAT for s in statuses) and len(statuses) == len(problems):
-        return _proved(stats, uncovered)
+        return _proved(stats, uncovered, basis)
     if TIMEOUT in statuses or deadline.expired():
         return Result(TIMEOUT, stats=stats, message="the time limit was reached before an answer")
     return Result(UNKNOWN, stats=stats, message=stats.get("unknown_reason", "the search ended without an answer"))
@@ -382,13 +393,44 @@ def _import_search(method: str, onnx_witnesses: bool, milp: bool = False) -> Non
         import verifier.bab.input_split  # noqa: F401
 
 
-def _proved(stats: dict, uncovered: str | None) -> Result:
-    """Every case refuted: ``unsat``, or, under float soundness on a graph its rounding model does not cover
-    (``uncovered`` says why), ``unknown``."""
+def _proved(stats: dict, uncovered: str | None, basis: tuple[bool, str | None]) -> Result:
+    """Every case refuted: ``unsat``, labelled with what the proof rests on (``stats["proof"]``,
+    :func:`verifier.complete.float_sound.proof_label`; ``basis``: whether the run was float-sound, and if not
+    why); or, under strict float soundness on a graph its rounding model does not cover (``uncovered`` says
+    why), ``unknown``."""
     stats["open_domains"] = 0
     if uncovered is not None:
         return Result(UNKNOWN, stats=stats, message=f"proved, but not float-sound: {uncovered}")
+    from verifier.complete.float_sound import proof_label
+
+    stats["proof"] = proof_label(stats, stats.get("dtype", "?"), *basis)
     return Result(UNSAT, stats=stats)
+
+
+def _float_sound_mode(network: Network, options: VerifyOptions, use_float64: bool) -> tuple[bool, str | None]:
+    """Whether this run refutes float-soundly, and if not, why (for the proof's label). ``float_sound=True``:
+    always (strict); ``False``: never; ``"auto"`` (the default): where it costs about nothing, i.e. where the
+    search runs in float64 anyway (few inputs) or the graph has only affine maps and ReLUs (a float32 search
+    confirmed in float64 with the a posteriori rounding bound), and not with cuts (they are not confirmed)."""
+    mode = options.float_sound
+    if mode is True:
+        return True, None
+    if mode is False:
+        return False, "float soundness off"
+    from verifier.complete.float_sound import ONE_LIPSCHITZ, posteriori_covers
+
+    graph = network.graph
+    if options.cuts:
+        return False, "cuts are not confirmed in float64"
+    if use_float64 or network.dtype == torch.float64:
+        if all(node.op.is_affine or isinstance(node.op, ONE_LIPSCHITZ) for node in graph.nodes):
+            return True, None
+    elif posteriori_covers(graph):
+        return True, None
+    kinds = sorted({node.op.op_type for node in graph.nodes
+                    if not node.op.is_affine and node.op.op_type != "Relu"})
+    return False, (f"float soundness costs a float64 search on {', '.join(kinds)}: --float-sound applies it"
+                   if kinds else "float soundness not applied")
 
 
 #: full alpha-CROWN steps at the root of a high-dimensional network without ReLUs (see below)

@@ -71,10 +71,14 @@ class RoundingModel:
     #: the passes are rigorous by themselves (inside :func:`verifier.bounds.rounding.rigorous` with
     #: ``posteriori``): no a priori split-multiplier term is subtracted (:meth:`beta_error` is 0)
     passes_rigorous: bool = False
+    #: ``float_sound="auto"``: a refutation only a solver makes within its tolerances (the MILP's infeasibility,
+    #: the LP of a fully split domain where no certified bound reaches it) is accepted and counted
+    #: (:func:`accept_solver_refutation`) instead of leaving the domain open
+    accept_solver: bool = False
 
     def restrict(self, rows: Tensor) -> RoundingModel:
         return RoundingModel(self.row_error[rows], self.pre_weight, self.gamma, self.float32_execution_error[rows],
-                             self.posteriori, self.passes_rigorous)
+                             self.posteriori, self.passes_rigorous, self.accept_solver)
 
     def beta_error(self, betas: dict[str, Tensor]) -> Tensor:
         """``gamma sum_j beta_j M_j`` per domain and row for split multipliers ``betas[name]`` ``[D, R, N]``."""
@@ -139,24 +143,67 @@ def rounding_model(graph: Graph, lower: Tensor, upper: Tensor, C: Tensor, d: Ten
     return RoundingModel(row_error, pre, gamma, gamma32 * base, posteriori)
 
 
-def make_float_sound(graph: Graph, problems: list, stats: dict) -> str | None:
+def make_float_sound(graph: Graph, problems: list, stats: dict, accept_solver: bool = False) -> str | None:
     """Prepare the problems (float64 boxes, already widened one unit outward by ``Problem.from_group``) of one
     run for float-sound refutations, in place: each gets its rounding model, and its row errors become the
-    refutation tolerance. Returns ``None``, or why an ``unsat`` cannot be made float-sound (an operator the
-    model does not cover); the error bounds go to ``stats["float_sound"]``."""
+    refutation tolerance (``accept_solver``: the models accept solver refutations, see :class:`RoundingModel`).
+    Returns ``None``, or why an ``unsat`` cannot be made float-sound (an operator the model does not cover;
+    the problems are then left as they were); the error bounds go to ``stats["float_sound"]``."""
     largest, largest32 = 0.0, 0.0
+    models = []
     for problem in problems:
         model = rounding_model(graph, problem.lower, problem.upper, problem.C, problem.d)
         if model is None:
             kinds = sorted({n.op.op_type for n in graph.nodes
                             if not n.op.is_affine and not isinstance(n.op, ONE_LIPSCHITZ)})
             return f"the rounding-error model does not cover {', '.join(kinds)}"
+        model.accept_solver = accept_solver
+        models.append(model)
+    for problem, model in zip(problems, models):
         problem.rounding = model
         problem.tolerance = model.row_error.to(problem.lower.dtype)
         largest = max(largest, float(model.row_error.max()))
         largest32 = max(largest32, float(model.float32_execution_error.max()))
     stats["float_sound"] = {"row_error": largest, "float32_execution_error": largest32}
     return None
+
+
+def posteriori_covers(graph: Graph) -> bool:
+    """Whether the graph has only affine nodes and ReLUs: the a posteriori rounding bound
+    (:mod:`verifier.bounds.rounding`) covers it, so a float32 search confirmed in float64 runs at float32 speed."""
+    return all(node.op.is_affine or isinstance(node.op, Relu) for node in graph.nodes)
+
+
+#: ``stats`` key counting the refutations accepted from a solver's tolerances under ``float_sound="auto"``
+SOLVER_REFUTED = "float_sound_solver_refuted"
+
+
+def accept_solver_refutation(problem, stats: dict, solver: str) -> bool:
+    """Whether a refutation that only a solver made, to its own tolerances (``solver``: ``"milp"`` or ``"lp"``),
+    counts for ``problem``: always without float soundness; never under strict float soundness; under
+    ``float_sound="auto"`` yes, counted in ``stats[SOLVER_REFUTED][solver]`` (the ``unsat`` is then labelled as
+    resting on the solver's tolerances, :func:`proof_label`)."""
+    model = problem.rounding
+    if model is None:
+        return True
+    if not model.accept_solver:
+        return False
+    counts = stats.setdefault(SOLVER_REFUTED, {})
+    counts[solver] = counts.get(solver, 0) + 1
+    return True
+
+
+def proof_label(stats: dict, dtype: str, float_sound: bool, why_not: str | None) -> str:
+    """What an ``unsat`` rests on, in one line: ``float-sound`` (every refutation past a rigorous bound on its
+    rounding error), float-sound except the solver refutations counted in ``stats``, or the engine type's
+    arithmetic with tolerance margins (``why_not``: why float soundness was not applied)."""
+    if not float_sound:
+        return f"{dtype} arithmetic with tolerance margins ({why_not or 'float soundness off'})"
+    solver = stats.get(SOLVER_REFUTED) or {}
+    if not solver:
+        return "float-sound"
+    parts = ", ".join(f"{count} by the {name.upper()}" for name, count in sorted(solver.items()))
+    return f"float-sound except domains refuted within HiGHS's tolerances ({parts})"
 
 
 def default_tolerance(network, problem) -> Tensor:

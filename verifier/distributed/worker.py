@@ -30,6 +30,7 @@ import torch
 
 from verifier.cancel import TimeLimitReached, time_limit
 from verifier.complete.deadline import Deadline
+from verifier.complete.float_sound import SOLVER_REFUTED
 from verifier.complete.problem import Problem
 from verifier.complete.result import PAUSED, TIMEOUT, Counterexample
 from verifier.complete.validate import validate
@@ -104,6 +105,8 @@ class SubtreeResult:
     #: float-sound ReLU splitting: refuting rows confirmed in float64, and those float64 did not confirm
     confirmed: int = 0
     reopened: int = 0
+    #: float_sound="auto": refutations accepted to the LP's tolerances, by solver
+    solver_refuted: dict = field(default_factory=dict)
 
 
 class _WorkerState:
@@ -265,6 +268,7 @@ def run_subtree(context: SearchContext, task: SubtreeTask) -> SubtreeResult:
     confirmation = stats.get("float_sound_confirmation")
     if confirmation is not None:
         result.confirmed, result.reopened = int(confirmation["confirmed"]), int(confirmation["reopened"])
+    result.solver_refuted = dict(stats.get(SOLVER_REFUTED, {}))
     result.seconds = time.monotonic() - received
     result.process_cpu_s = time.process_time()
     return result
