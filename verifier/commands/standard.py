@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from verifier.complete import VerifyOptions
     from verifier.frontend.query_verify import verify_query
 
-    options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed)
+    options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed,
+                            float_sound=getattr(args, "float_sound", "auto"))
     result = verify_query(query_path, networks, timeout=budget, options=options, device=args.device)
     for line in result.warnings:
         print(line, file=sys.stderr)
@@ -116,7 +117,8 @@ def _run_vnnlib1(args: argparse.Namespace, query_path: str, networks: dict[str, 
     if len(networks) != 1:
         raise VerifierError(f"{query_path} is a VNN-LIB 1.0 property, about one network; got {len(networks)}")
     model = next(iter(networks.values()))
-    options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed)
+    options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed,
+                            float_sound=getattr(args, "float_sound", "auto"))
     result = verify(model, query_path, timeout=budget, options=options, device=args.device)
     lines = [STANDARD_WORDS[result.status]]
     if result.counterexample is not None:
