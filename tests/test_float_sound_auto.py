@@ -131,3 +131,17 @@ def test_command_line_prints_what_the_proof_rests_on():
     both = subprocess.run(base + ["--float-sound", "--no-float-sound"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert both.returncode != 0 and "not allowed with argument" in both.stderr
+
+
+def test_auto_is_off_where_the_float64_copy_would_crowd_memory(monkeypatch):
+    """Where the float64 copy of the weights would take more than the allowed share of the free memory, auto
+    proves in float32 (and says so) rather than risk losing the answer to memory; strict applies it anyway."""
+    from verifier.complete import api
+
+    paths = (str(ROOT / "models/digits_cnn.onnx"), str(ROOT / "models/digits_cnn_img0_eps0.02.vnnlib"))
+    assert verify(*paths, timeout=60).stats["proof"] == "float-sound"
+    monkeypatch.setattr(api, "AUTO_FLOAT64_MEMORY_SHARE", 1e-9)
+    crowded = verify(*paths, timeout=60)
+    assert crowded.status == "unsat" and crowded.stats["float_sound_mode"] == "off"
+    assert "float64 copy would take" in crowded.stats["proof"]
+    assert verify(*paths, timeout=60, options=VerifyOptions(float_sound=True)).stats["proof"] == "float-sound"

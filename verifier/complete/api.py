@@ -191,7 +191,7 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
         return Result(UNSAT, stats=stats, message="the property has no satisfiable case")
     small = network.input_size <= INPUT_SPLIT_MAX_INPUTS
     use_float64 = options.float64 if options.float64 is not None else small
-    float_sound, why_not = _float_sound_mode(network, options, use_float64)
+    float_sound, why_not = _float_sound_mode(network, options, use_float64, device)
     bound_network = _prepared(network, device, torch.float64 if use_float64 or float_sound else network.dtype,
                               owned)
     problems = [Problem.from_group(group, bound_network) for group in groups]
@@ -422,11 +422,18 @@ def _proved(stats: dict, uncovered: str | None, basis: tuple[bool, str | None]) 
     return Result(UNSAT, stats=stats)
 
 
-def _float_sound_mode(network: Network, options: VerifyOptions, use_float64: bool) -> tuple[bool, str | None]:
+#: share of the free memory of the device the float64 copy of the weights may take under ``float_sound="auto"``
+AUTO_FLOAT64_MEMORY_SHARE = 0.25
+
+
+def _float_sound_mode(network: Network, options: VerifyOptions, use_float64: bool,
+                      device: torch.device) -> tuple[bool, str | None]:
     """Whether this run refutes float-soundly, and if not, why (for the proof's label). ``float_sound=True``:
-    always (strict); ``False``: never; ``"auto"`` (the default): where it costs about nothing, i.e. where the
-    search runs in float64 anyway (few inputs) or the graph has only affine maps and ReLUs (a float32 search
-    confirmed in float64 with the a posteriori rounding bound), and not with cuts (they are not confirmed)."""
+    always (strict); ``False``: never; ``"auto"`` (the default): where it costs little, i.e. where the search
+    runs in float64 anyway (few inputs) or the graph has only affine maps and ReLUs (a float32 search confirmed
+    in float64 with the a posteriori rounding bound); not with cuts (they are not confirmed), and not where
+    the network's float64 copy would take more than :data:`AUTO_FLOAT64_MEMORY_SHARE` of the device's free
+    memory (an answer lost to memory is worse than a proof in float32)."""
     mode = options.float_sound
     if mode is True:
         return True, None
@@ -437,6 +444,15 @@ def _float_sound_mode(network: Network, options: VerifyOptions, use_float64: boo
     graph = network.graph
     if options.cuts:
         return False, "cuts are not confirmed in float64"
+    if not use_float64 and network.dtype != torch.float64:
+        from verifier.device import free_memory
+        from verifier.limits import format_bytes
+
+        weights = sum(t.numel() for node in graph.nodes for t in node.op.constants().values() if t.is_floating_point())
+        needed, free = 8 * weights, free_memory(device)
+        if needed > AUTO_FLOAT64_MEMORY_SHARE * free:
+            return False, (f"the network's float64 copy would take {format_bytes(needed)} of the "
+                           f"{format_bytes(free)} free on {device}: --float-sound applies it anyway")
     if use_float64 or network.dtype == torch.float64:
         if all(node.op.is_affine or isinstance(node.op, ONE_LIPSCHITZ) for node in graph.nodes):
             return True, None
