@@ -5,6 +5,10 @@ file describes the unsafe set), and a sound bound proves it. `sat` means a count
 re-run through onnxruntime on the original file and checked against the property. `unknown`: the search
 ended without an answer; `timeout`: the time limit came first. `unknown` and `timeout` carry the best
 global lower bound on the property's margin (above 0 would be a proof) and the number of open domains.
+Every `unsat` says on stderr what its proof rests on (`proof: float-sound`: it holds in exact arithmetic for
+the network as stored; or the engine's arithmetic with tolerance margins, and why): float soundness is on by
+default where it costs little (networks of affine maps and ReLUs, or searched in float64 anyway),
+--float-sound makes it strict everywhere, --no-float-sound turns it off.
 
 --timeout T is wall-clock time counted from the start of the process (interpreter start-up, imports and
 loading included, as VNN-COMP measures it): the answer and the --results file are out by T. Choose T by
@@ -76,8 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sound = parser.add_mutually_exclusive_group()
     sound.add_argument("--float-sound", dest="float_sound", action="store_const", const=True, default="auto",
                        help="every unsat rigorous in exact arithmetic: each refutation by a float64 bound past a "
-                       "rigorous bound on its rounding error, else unknown (default: so wherever that costs about "
-                       "nothing, i.e. networks of affine maps and ReLUs, accepting the LP/MILP's refutations to "
+                       "rigorous bound on its rounding error, else unknown (default: so wherever that costs "
+                       "little, i.e. networks of affine maps and ReLUs, accepting the LP/MILP's refutations to "
                        "their tolerances; the answer says what its proof rests on)")
     sound.add_argument("--no-float-sound", dest="float_sound", action="store_const", const=False,
                        help="prove in the engine's type with tolerance margins only")
