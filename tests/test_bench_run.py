@@ -95,7 +95,10 @@ def test_crashes_hangs_and_kills_are_recorded_and_the_run_goes_on(tmp_path, isol
     cactus = tmp_path / "out" / "cactus.png"
     assert cactus.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and cactus.stat().st_size > 10_000
     assert "| fam | ours | 9 | 2 | 0 | 0 | 1 | 5 | 1 | -130 |" in (tmp_path / "out" / "summary.md").read_text()
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["score"] == -130
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["score"] == -130
+    assert summary["families"]["fam"]["unsat_proofs"] == {"not reported": 2}   # (a command without labels)
+    assert "- fam: 0 of 2 float-sound (2: not reported)" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -204,6 +207,9 @@ def test_real_verifier_scored_against_ground_truth(tmp_path):
     assert (ours["unsat"], ours["sat"], ours["incorrect"], ours["score"]) == (1, 1, 0, 20)
     assert summary["families"]["acas"]["best_tool"]["solver"] == "x@2024"
     assert summary["run"]["startup_s"] > 0
+    # what the unsat rests on, from the verifier's own label (float soundness is the default on ReLU networks)
+    assert summary["families"]["acas"]["unsat_proofs"] == {"float-sound": 1}
+    assert "- acas: 1 of 1 float-sound" in (tmp_path / "out" / "summary.md").read_text()
     rows = {Path(r["vnnlib"]).name: r for r in rows_of(tmp_path / "out" / "results.csv")}
     assert rows[PROP_2.name]["witness"] == "valid" and rows[PROP_1.name]["result"] == "unsat"
     for row in rows.values():  # runtime = start-up + the verifier's own time

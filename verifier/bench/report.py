@@ -94,6 +94,7 @@ def summary_dict(scores: Sequence[FamilyScore], run: dict[str, Any]) -> dict[str
                 "disagreements": [{"onnx": o.onnx, "vnnlib": o.vnnlib, "result": o.result, "verdict": j.verdict,
                                    "reason": j.disagreement} for o, j in s.disagreements],
                 "new_answers": [{"onnx": o.onnx, "vnnlib": o.vnnlib, "result": o.result} for o in s.new_answers],
+                "unsat_proofs": dict(s.proofs),
             }
             for s in scores
         },
@@ -101,6 +102,20 @@ def summary_dict(scores: Sequence[FamilyScore], run: dict[str, Any]) -> dict[str
         "incorrect": sum(s.ours.incorrect for s in scores),
         "disagreements": len(disagreement_lines(scores)),
     }
+
+
+def proof_lines(scores: Sequence[FamilyScore]) -> list[str]:
+    """Per family, how many ``unsat`` answers are float-sound and what the others rest on (markdown bullets)."""
+    lines = []
+    for score in scores:
+        total = sum(score.proofs.values())
+        if not total:
+            continue
+        sound = score.proofs.get("float-sound", 0)
+        others = "; ".join(f"{count}: {label}" for label, count in sorted(score.proofs.items(), key=lambda x: -x[1])
+                           if label != "float-sound")
+        lines.append(f"- {score.family}: {sound} of {total} float-sound" + (f" ({others})" if others else ""))
+    return lines
 
 
 def startup_line(run: dict[str, Any]) -> str:
@@ -134,6 +149,11 @@ def write_summary(scores: Sequence[FamilyScore], run: dict[str, Any], path: str 
         "tool` is the one with the highest score there, `virtual best` the fastest correct tool per instance.",
         "",
     ]
+    lines += ["## What the `unsat` answers rest on", ""]
+    lines += proof_lines(scores) or ["No `unsat` answers."]
+    lines += ["", "`float-sound`: the proof holds in exact arithmetic for the network as stored (every refutation "
+              "past a rigorous bound on its rounding error); otherwise the verifier's label says what it rests on.",
+              ""]
     disagreements = disagreement_lines(scores)
     lines += ["## Disagreements with the ground truth", ""]
     lines += [f"- **{line}**" for line in disagreements] or ["None."]

@@ -133,6 +133,9 @@ class FamilyScore:
     disagreements: list[tuple[Outcome, Judgement]]
     new_answers: list[Outcome]
     has_truth: bool
+    #: what our ``unsat`` answers rest on: the verifier's ``stats["proof"]`` label (``float-sound``, or the
+    #: engine's arithmetic with tolerance margins and why; ``not reported`` for a command that gives none)
+    proofs: dict[str, int] = field(default_factory=dict)
 
 
 def score_family(family: str, outcomes: Sequence[Outcome],
@@ -153,8 +156,13 @@ def score_family(family: str, outcomes: Sequence[Outcome],
             new_answers.append(outcome)
     rows = [truth.get((o.onnx, o.vnnlib)) for o in outcomes]
     known = [r for r in rows if r is not None]
+    proofs: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome.result == "unsat":
+            label = str((outcome.stats or {}).get("proof") or "not reported")
+            proofs[label] = proofs.get(label, 0) + 1
     return FamilyScore(family, ours, ours_fast, best_tool(rows) if known else None,
-                       virtual_best(rows) if known else None, disagreements, new_answers, bool(known))
+                       virtual_best(rows) if known else None, disagreements, new_answers, bool(known), proofs)
 
 
 def tool_tallies(rows: Iterable[GroundTruth | None]) -> list[Tally]:
