@@ -144,7 +144,11 @@ def score_family(family: str, outcomes: Sequence[Outcome],
     truth = truth or {}
     ours, ours_fast = Tally("ours"), Tally("ours without process start-up")
     disagreements, new_answers = [], []
+    proofs: dict[str, int] = {}
     for outcome in outcomes:
+        if outcome.result == "unsat":
+            label = str((outcome.stats or {}).get("proof") or "not reported")
+            proofs[label] = proofs.get(label, 0) + 1
         row = truth.get((outcome.onnx, outcome.vnnlib))
         judgement = judge(outcome.result, row, outcome.witness_valid, outcome.witness)
         ours.add(outcome.result, judgement, outcome.runtime_s)
@@ -156,11 +160,6 @@ def score_family(family: str, outcomes: Sequence[Outcome],
             new_answers.append(outcome)
     rows = [truth.get((o.onnx, o.vnnlib)) for o in outcomes]
     known = [r for r in rows if r is not None]
-    proofs: dict[str, int] = {}
-    for outcome in outcomes:
-        if outcome.result == "unsat":
-            label = str((outcome.stats or {}).get("proof") or "not reported")
-            proofs[label] = proofs.get(label, 0) + 1
     return FamilyScore(family, ours, ours_fast, best_tool(rows) if known else None,
                        virtual_best(rows) if known else None, disagreements, new_answers, bool(known), proofs)
 

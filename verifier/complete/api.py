@@ -62,7 +62,7 @@ class VerifyOptions:
     bound on its rounding error (:mod:`verifier.complete.float_sound`): ``unsat`` holds in exact arithmetic;
     ReLU splitting on a float32 network then searches in float32 and confirms each refuted domain in float64
     (:mod:`verifier.bab.confirm`; ``float64=True`` searches in float64 throughout). ``"auto"`` (the default):
-    the same where it costs about nothing (networks of affine maps and ReLUs, or searched in float64 anyway),
+    the same where it costs little (networks of affine maps and ReLUs, or searched in float64 anyway),
     accepting the MILP's and the LP's refutations to HiGHS's tolerances where nothing rigorous reaches them;
     ``stats["proof"]`` says what each ``unsat`` rests on. ``False``: proofs in the engine's type with
     tolerance margins.
@@ -206,9 +206,8 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
     if float_sound:
         from verifier.complete.float_sound import make_float_sound
 
+        # (auto checks coverage first: only the strict mode can meet an uncovered graph here)
         uncovered = make_float_sound(bound_network.graph, problems, stats, accept_solver=options.float_sound == "auto")
-        if uncovered is not None and options.float_sound == "auto":   # (not reached: auto checks coverage first)
-            float_sound, why_not, uncovered = False, uncovered, None
     stats["cases"] = len(spec.cases)
     stats["dtype"] = str(bound_network.dtype).replace("torch.", "")
     stats["float_sound_mode"] = ("strict" if options.float_sound is True else "auto") if float_sound else "off"
@@ -439,7 +438,7 @@ def _float_sound_mode(network: Network, options: VerifyOptions, use_float64: boo
         return True, None
     if mode is False:
         return False, "float soundness off"
-    from verifier.complete.float_sound import ONE_LIPSCHITZ, posteriori_covers
+    from verifier.complete.float_sound import posteriori_covers, uncovered_operators
 
     graph = network.graph
     if options.cuts:
@@ -454,7 +453,7 @@ def _float_sound_mode(network: Network, options: VerifyOptions, use_float64: boo
             return False, (f"the network's float64 copy would take {format_bytes(needed)} of the "
                            f"{format_bytes(free)} free on {device}: --float-sound applies it anyway")
     if use_float64 or network.dtype == torch.float64:
-        if all(node.op.is_affine or isinstance(node.op, ONE_LIPSCHITZ) for node in graph.nodes):
+        if not uncovered_operators(graph):
             return True, None
     elif posteriori_covers(graph):
         return True, None

@@ -147,25 +147,28 @@ def make_float_sound(graph: Graph, problems: list, stats: dict, accept_solver: b
     """Prepare the problems (float64 boxes, already widened one unit outward by ``Problem.from_group``) of one
     run for float-sound refutations, in place: each gets its rounding model, and its row errors become the
     refutation tolerance (``accept_solver``: the models accept solver refutations, see :class:`RoundingModel`).
-    Returns ``None``, or why an ``unsat`` cannot be made float-sound (an operator the model does not cover;
-    the problems are then left as they were); the error bounds go to ``stats["float_sound"]``."""
+    Returns ``None``, or why an ``unsat`` cannot be made float-sound (an operator the model does not cover);
+    the error bounds go to ``stats["float_sound"]``."""
     largest, largest32 = 0.0, 0.0
-    models = []
     for problem in problems:
         model = rounding_model(graph, problem.lower, problem.upper, problem.C, problem.d)
         if model is None:
-            kinds = sorted({n.op.op_type for n in graph.nodes
-                            if not n.op.is_affine and not isinstance(n.op, ONE_LIPSCHITZ)})
-            return f"the rounding-error model does not cover {', '.join(kinds)}"
+            return f"the rounding-error model does not cover {', '.join(uncovered_operators(graph))}"
         model.accept_solver = accept_solver
-        models.append(model)
-    for problem, model in zip(problems, models):
         problem.rounding = model
         problem.tolerance = model.row_error.to(problem.lower.dtype)
         largest = max(largest, float(model.row_error.max()))
         largest32 = max(largest32, float(model.float32_execution_error.max()))
     stats["float_sound"] = {"row_error": largest, "float32_execution_error": largest32}
     return None
+
+
+def uncovered_operators(graph: Graph) -> list[str]:
+    """The operator types of ``graph`` the rounding-error model does not cover (neither affine nor an
+    activation with slopes in [-1, 1]; :func:`rounding_model` returns ``None`` on such a graph)."""
+    return sorted({node.op.op_type for node in graph.nodes
+                   if not node.op.is_affine
+                   and not (isinstance(node.op, ElementwiseNonlinear) and isinstance(node.op, ONE_LIPSCHITZ))})
 
 
 def posteriori_covers(graph: Graph) -> bool:
@@ -188,9 +191,15 @@ def accept_solver_refutation(problem, stats: dict, solver: str) -> bool:
         return True
     if not model.accept_solver:
         return False
-    counts = stats.setdefault(SOLVER_REFUTED, {})
-    counts[solver] = counts.get(solver, 0) + 1
+    count_solver_refutations(stats, {solver: 1})
     return True
+
+
+def count_solver_refutations(stats: dict, counts: dict[str, int]) -> None:
+    """Add ``counts`` (solver -> refutations accepted to its tolerances) to ``stats[SOLVER_REFUTED]``."""
+    total = stats.setdefault(SOLVER_REFUTED, {})
+    for solver, count in counts.items():
+        total[solver] = total.get(solver, 0) + count
 
 
 def proof_label(stats: dict, dtype: str, float_sound: bool, why_not: str | None) -> str:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from verifier.complete.deadline import Deadline
-from verifier.complete.float_sound import SOLVER_REFUTED
+from verifier.complete.float_sound import count_solver_refutations
 from verifier.complete.problem import Problem
 from verifier.complete.result import PAUSED, SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample
 from verifier.complete.validate import validate
@@ -368,9 +368,7 @@ class _Run:
         if not ledger.is_open(result.subtree):
             ledger.ignored += 1
             return None
-        for solver, count in result.solver_refuted.items():   # float_sound="auto": the proof's label counts them
-            counts = stats.setdefault(SOLVER_REFUTED, {})
-            counts[solver] = counts.get(solver, 0) + count
+        count_solver_refutations(stats, result.solver_refuted)   # float_sound="auto": the proof's label counts them
         if result.status == SAT:
             witness = self._confirm(result.witness)
             if witness is not None:
