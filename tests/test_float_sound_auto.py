@@ -69,6 +69,7 @@ def test_lp_refutations_of_fixed_phase_domains_are_accepted_by_auto():
     from tests.test_device_plumbing import tiny_instances
 
     network, spec = tiny_instances()[20]
+    assert _tiny_exact_min_violation(20) > 0   # unsat by the reference MILP of tests/milp.py, independently
     results = {mode: verify(network, spec, timeout=60,
                             options=VerifyOptions(method="relu-split", attack=False, float_sound=mode))
                for mode in (True, "auto", False)}
@@ -76,6 +77,19 @@ def test_lp_refutations_of_fixed_phase_domains_are_accepted_by_auto():
     assert results["auto"].status == results[False].status == "unsat"
     lp = results["auto"].stats["float_sound_solver_refuted"]["lp"]
     assert lp >= 1 and f"{lp} by the LP" in results["auto"].stats["proof"]
+
+
+def _tiny_exact_min_violation(index: int) -> float:
+    """The exact minimum violation of ``tests.test_device_plumbing.tiny_instances()[index]`` (the same draws),
+    from the reference MILP built on the raw weights (``tests.milp``): positive means unsat."""
+    from tests.milp import random_network
+    from tests.test_verify_milp import random_property
+
+    rng = np.random.default_rng(5)
+    for _ in range(index + 1):
+        layers = random_network(rng)
+        _, exact = random_property(rng, layers, layers[0][0].shape[1])
+    return exact
 
 
 def test_auto_is_off_where_it_would_cost_a_float64_search(tmp_path):
