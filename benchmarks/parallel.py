@@ -18,7 +18,8 @@ not its children; a worker that never got a task does not report, and the forkse
 about 2 s, is not counted),
 and the ratios of 2 workers (N) to 1 worker and to the single process. Then the same with ``--scheduler`` on a
 *standing* cluster of 1 and of 2 (N) workers (``dask scheduler`` and ``dask worker`` processes started and warmed
-before the run, as a cluster that serves many runs is; ``--no-standing`` skips them): time to verdict without
+before the run, as a cluster that serves many runs is, with the README's quiet worker settings; ``--no-standing``
+skips them): time to verdict without
 the workers' start-up, and the ratio of 2 standing workers to 1.
 
 After each instance, the machine's own ceiling: the same plain single-process run N times at once, against
@@ -51,6 +52,7 @@ from pathlib import Path
 from common import ROOT, SHARED
 
 from tests.standing_cluster import StandingCluster
+from verifier.distributed.cluster import quiet_worker_environ
 
 INSTANCES = {
     "acas": ("acasxu", "onnx/ACASXU_run2a_3_3_batch_2000.onnx", "vnnlib/prop_2.vnnlib"),
@@ -79,7 +81,9 @@ def verify(onnx: Path, vnnlib: Path, timeout: float, workers: int | str | None) 
         return _run_verify(command, timeout, workers)
     with tempfile.TemporaryDirectory(prefix="parallel-cluster-") as folder:
         try:
-            cluster = StandingCluster(int(workers[:-1]), Path(folder), env={"VERIFIER_THREADS": "1"})
+            # started as the README says: one thread per worker, Dask's profiler off and its ticks slower
+            cluster = StandingCluster(int(workers[:-1]), Path(folder),
+                                      env={"VERIFIER_THREADS": "1", **quiet_worker_environ()})
         except FileNotFoundError as error:
             raise SystemExit(str(error)) from None
         try:

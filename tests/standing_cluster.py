@@ -29,10 +29,7 @@ class StandingCluster:
                                             "--no-dashboard", "--scheduler-file", str(address_file)], cwd=ROOT,
                                            env=environment, stdout=self.log, stderr=subprocess.STDOUT)]
         try:
-            deadline = time.monotonic() + 120
-            while not address_file.is_file() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            self.address = json.loads(address_file.read_text())["address"]
+            self.address = _scheduler_address(address_file, time.monotonic() + 120)
             for index in range(workers):
                 self.processes.append(subprocess.Popen(
                     [dask, "worker", self.address, "--nthreads", "1", "--name", f"w{index}", "--no-dashboard",
@@ -61,3 +58,14 @@ class StandingCluster:
                 process.kill()
                 process.wait()
         self.log.close()
+
+
+def _scheduler_address(path: Path, deadline: float) -> str:
+    """The address in the scheduler's file, once the file is there and whole (it may be caught half written)."""
+    while True:
+        try:
+            return json.loads(path.read_text())["address"]
+        except (OSError, ValueError, KeyError):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Dask scheduler wrote no address to {path} in 120 s") from None
+            time.sleep(0.1)

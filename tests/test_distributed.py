@@ -35,6 +35,25 @@ def cluster():
     started.close()
 
 
+def _runtime_settings(dask_worker) -> tuple[bool, list[str], float, float]:
+    """What a worker's own runtime does beside the search: profiler on?, its periodic jobs, and the periods
+    (ms) of its system monitor and of its event-loop watchdog tick."""
+    import dask
+
+    jobs = dask_worker.periodic_callbacks
+    return (dask.config.get("distributed.worker.profile.enabled"), sorted(jobs), jobs["monitor"].callback_time,
+            jobs["tick"].callback_time)
+
+
+def test_local_workers_run_without_dasks_profiler_and_with_slow_ticks(cluster):
+    # Dask's sampling profiler (every 10 ms) and 20 ms tick cost a two-worker search 15-30 % on 2 vCPUs
+    settings = cluster.client.run(_runtime_settings)
+    assert len(settings) == 2
+    for profiling, jobs, monitor_ms, tick_ms in settings.values():
+        assert profiling is False and "profile" not in jobs and "profile-cycle" not in jobs
+        assert monitor_ms == 5000 and tick_ms == 1000
+
+
 def _books(result) -> dict:
     (ledger,) = result.stats["distributed"]["ledger"]
     return ledger

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.distributed_cases import ACAS, acas_margin
 from tests.standing_cluster import StandingCluster
+from verifier.distributed.cluster import quiet_worker_environ
 
 FAKE = f"{sys.executable} {ROOT / 'tests' / 'bench_fake_verifier.py'}"
 
@@ -68,11 +69,24 @@ def loopback_cluster(tmp_path_factory):
     pytest.importorskip("distributed")
     if shutil.which("dask") is None:
         pytest.skip("the dask command is not on PATH")
-    cluster = StandingCluster(2, tmp_path_factory.mktemp("cluster"))
+    # started as the README says, with the quiet worker settings in the environment
+    cluster = StandingCluster(2, tmp_path_factory.mktemp("cluster"), env=quiet_worker_environ())
     try:
         yield cluster.address
     finally:
         cluster.close()
+
+
+def test_the_readmes_environment_quiets_hand_started_workers(loopback_cluster):
+    from distributed import Client
+
+    with Client(loopback_cluster, timeout=60) as client:
+        settings = client.run(lambda dask_worker: (
+            sorted(dask_worker.periodic_callbacks), dask_worker.periodic_callbacks["monitor"].callback_time,
+            dask_worker.periodic_callbacks["tick"].callback_time))
+    assert len(settings) == 2
+    for jobs, monitor_ms, tick_ms in settings.values():
+        assert "profile" not in jobs and monitor_ms == 5000 and tick_ms == 1000
 
 
 def test_verify_on_a_cluster_of_separate_processes(loopback_cluster, tmp_path):
