@@ -35,23 +35,34 @@ def cluster():
     started.close()
 
 
-def _runtime_settings(dask_worker) -> tuple[bool, list[str], float, float]:
-    """What a worker's own runtime does beside the search: profiler on?, its periodic jobs, and the periods
-    (ms) of its system monitor and of its event-loop watchdog tick."""
+def _runtime_settings(dask_worker) -> tuple[bool, list[str], float, float, str | None]:
+    """What a worker's own runtime does beside the search: profiler on?, its periodic jobs, the periods (ms) of
+    its system monitor and of its event-loop watchdog tick, and the ``MALLOC_ARENA_MAX`` its process *started*
+    with (in ``/proc``, which later changes to ``os.environ`` do not touch; None off Linux)."""
+    import os
+
     import dask
 
     jobs = dask_worker.periodic_callbacks
+    try:
+        with open(f"/proc/{os.getpid()}/environ", "rb") as handle:
+            start = dict(item.split(b"=", 1) for item in handle.read().split(b"\0") if b"=" in item)
+        arenas = start.get(b"MALLOC_ARENA_MAX", b"unset").decode()
+    except OSError:
+        arenas = None
     return (dask.config.get("distributed.worker.profile.enabled"), sorted(jobs), jobs["monitor"].callback_time,
-            jobs["tick"].callback_time)
+            jobs["tick"].callback_time, arenas)
 
 
-def test_local_workers_run_without_dasks_profiler_and_with_slow_ticks(cluster):
-    # Dask's sampling profiler (every 10 ms) and 20 ms tick cost a two-worker search 15-30 % on 2 vCPUs
+def test_local_workers_run_without_dasks_profiler_with_slow_ticks_and_one_malloc_arena(cluster):
+    # Dask's sampling profiler (every 10 ms) and 20 ms tick cost a two-worker search 15-30 % on 2 vCPUs; a task
+    # thread's own malloc arena page-faults several times as often as the main one
     settings = cluster.client.run(_runtime_settings)
     assert len(settings) == 2
-    for profiling, jobs, monitor_ms, tick_ms in settings.values():
+    for profiling, jobs, monitor_ms, tick_ms, arenas in settings.values():
         assert profiling is False and "profile" not in jobs and "profile-cycle" not in jobs
         assert monitor_ms == 5000 and tick_ms == 1000
+        assert arenas in ("1", None)
 
 
 def _books(result) -> dict:

@@ -83,10 +83,10 @@ def test_the_readmes_environment_quiets_hand_started_workers(loopback_cluster):
     with Client(loopback_cluster, timeout=60) as client:
         settings = client.run(lambda dask_worker: (
             sorted(dask_worker.periodic_callbacks), dask_worker.periodic_callbacks["monitor"].callback_time,
-            dask_worker.periodic_callbacks["tick"].callback_time))
+            dask_worker.periodic_callbacks["tick"].callback_time, os.environ.get("MALLOC_ARENA_MAX")))
     assert len(settings) == 2
-    for jobs, monitor_ms, tick_ms in settings.values():
-        assert "profile" not in jobs and monitor_ms == 5000 and tick_ms == 1000
+    for jobs, monitor_ms, tick_ms, arenas in settings.values():
+        assert "profile" not in jobs and monitor_ms == 5000 and tick_ms == 1000 and arenas == "1"
 
 
 def test_verify_on_a_cluster_of_separate_processes(loopback_cluster, tmp_path):

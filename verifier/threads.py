@@ -55,7 +55,12 @@ def tune_malloc() -> None:
     glibc's own dynamic thresholds start at 128 KiB and serve larger blocks by a fresh ``mmap`` each, given
     back at once, so the search's many short-lived tensors page-fault over and over. ``benchmarks/malloc.py``
     on one core: ACAS Xu 3_3 prop 2 took 52.9 s plain and 34.9 s tuned (same 51 221 domains); a Dask worker, which also
-    gets ``MALLOC_TRIM_THRESHOLD_=65536`` from Dask, searched a mnist_fc subtree 2x slower untuned.
+    gets ``MALLOC_TRIM_THRESHOLD_=65536`` from Dask, searched a mnist_fc subtree 2x slower untuned. Also one
+    arena for the threads that allocate from now on: a search run in a thread of its own (as in a Dask worker)
+    otherwise gets an arena of mmap-ed heaps that ignores these thresholds in part; the same ACAS Xu search in a
+    thread took 2.5-4.4x the main thread's page faults with its own arena, about as many with the main one.
+    (Threads that allocated before keep their arenas: worker processes therefore *start* with
+    ``MALLOC_ARENA_MAX=1``, see :data:`verifier.distributed.cluster.WORKER_MALLOC`.)
     ``VERIFIER_MALLOC=default`` keeps glibc's behaviour."""
     global _malloc_tuned
     if _malloc_tuned or not sys.platform.startswith("linux") or os.environ.get("VERIFIER_MALLOC") == "default":
@@ -65,8 +70,9 @@ def tune_malloc() -> None:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
+        m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
         libc.mallopt(m_mmap_threshold, 32 * 2**20)
         libc.mallopt(m_trim_threshold, 128 * 2**20)
+        libc.mallopt(m_arena_max, 1)
     except (OSError, AttributeError):
         pass

@@ -127,11 +127,20 @@ QUIET_WORKER_CONFIG = {
 }
 
 
+#: the environment a worker process must *start* with (glibc reads it once, at start-up): one malloc arena.
+#: The search runs in a Dask worker's task thread, and glibc gives a thread other than the main one an arena of
+#: its own, made of mmap-ed heaps that it gives back by rules of its own, beside the thresholds
+#: :func:`verifier.threads.tune_malloc` sets, so the search page-faults over and over: on 2 vCPUs, two workers
+#: on ACAS Xu 3_3 prop 2 had 1.6-3.2 million page faults in their search threads (33.0-36.4 CPU s) with their own
+#: arenas, 0.44-0.73 million (30.4-36.1 CPU s) with one (three runs each, interleaved).
+WORKER_MALLOC = {"MALLOC_ARENA_MAX": "1"}
+
+
 def quiet_worker_environ() -> dict[str, str]:
-    """:data:`QUIET_WORKER_CONFIG` as the environment variables of a ``dask scheduler`` / ``dask worker``
-    process started by hand (``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`` ...)."""
-    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
-            for key, value in QUIET_WORKER_CONFIG.items()}
+    """The environment of a ``dask scheduler`` / ``dask worker`` process started by hand: :data:`WORKER_MALLOC`
+    and :data:`QUIET_WORKER_CONFIG` as variables (``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`` ...)."""
+    return {**WORKER_MALLOC, **{"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
+                                for key, value in QUIET_WORKER_CONFIG.items()}}
 
 
 def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True, warm: bool = True,
@@ -155,9 +164,11 @@ def start_local(workers: int, threads_per_worker: int = 1, quiet: bool = True, w
     method = worker_start_method(start)
     if method == "forkserver":
         _preload_forkserver()
-    # no MALLOC_TRIM_THRESHOLD_ for our workers: it slows the search down twice (see verifier.threads.tune_malloc)
-    # and the quiet settings above: Dask's profiler and 20 ms tick took 15-30 % of a two-worker search
+    # no MALLOC_TRIM_THRESHOLD_ for our workers: it slows the search down twice (see verifier.threads.tune_malloc);
+    # one malloc arena (WORKER_MALLOC); and the quiet settings above: Dask's profiler and 20 ms tick took 15-30 %
+    # of a two-worker search
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                          **{f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC.items()},
                           "distributed.worker.multiprocessing-method": method, **QUIET_WORKER_CONFIG}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
                                dashboard_address=None, memory_limit=0,
@@ -194,7 +205,9 @@ def worker_start_method(preferred: str | None = None) -> str:
 
 
 def _preload_forkserver() -> None:
-    """Dask's forkserver preloads ``distributed``; ours adds torch and the search modules, imported once."""
+    """Dask's forkserver preloads ``distributed``; ours adds torch and the search modules, imported once. (The
+    server itself starts with the first worker, after Dask's nanny has put its ``pre-spawn-environ``, and so
+    :data:`WORKER_MALLOC`, into this process's environment: the forked workers inherit its allocator.)"""
     import dask
     from distributed.utils import get_mp_context
 
