@@ -57,10 +57,12 @@ def tune_malloc() -> None:
     on one core: ACAS Xu 3_3 prop 2 took 52.9 s plain and 34.9 s tuned (same 51 221 domains); a Dask worker, which also
     gets ``MALLOC_TRIM_THRESHOLD_=65536`` from Dask, searched a mnist_fc subtree 2x slower untuned. Also one
     arena for the threads that allocate from now on: a search run in a thread of its own (as in a Dask worker)
-    otherwise gets an arena of mmap-ed heaps that ignores these thresholds in part; the same ACAS Xu search in a
-    thread took 2.5-4.4x the main thread's page faults with its own arena, about as many with the main one.
-    (Threads that allocated before keep their arenas: worker processes therefore *start* with
-    ``MALLOC_ARENA_MAX=1``, see :data:`verifier.distributed.cluster.WORKER_MALLOC`.)
+    otherwise gets an arena of mmap-ed heaps that ignores these thresholds in part. The same 15 000 ACAS Xu
+    sub-domains, alternately in a process's main thread and in a fresh thread, three pairs: 0.49-0.96 million
+    page faults in the thread against 0.06-0.22 million in the main thread; with ``MALLOC_ARENA_MAX=1`` from
+    the process's start about as many (0.04-0.21 against 0.07-0.22 million); with this call alone 0.23-0.43
+    against 0.13-0.24 million, since threads that allocated before keep their arenas. Worker processes
+    therefore *start* with ``MALLOC_ARENA_MAX=1`` (:data:`verifier.distributed.cluster.WORKER_MALLOC`).
     ``VERIFIER_MALLOC=default`` keeps glibc's behaviour."""
     global _malloc_tuned
     if _malloc_tuned or not sys.platform.startswith("linux") or os.environ.get("VERIFIER_MALLOC") == "default":
