@@ -19,8 +19,7 @@ about 2 s, is not counted),
 and the ratios of 2 workers (N) to 1 worker and to the single process. Then the same with ``--scheduler`` on a
 *standing* cluster of 1 and of 2 (N) workers (``dask scheduler`` and ``dask worker`` processes started and warmed
 before the run, as a cluster that serves many runs is, with the README's quiet worker settings; ``--no-standing``
-skips them): time to verdict without
-the workers' start-up, and the ratio of 2 standing workers to 1.
+skips them): time to verdict without the workers' start-up, and the ratio of 2 standing workers to 1.
 
 After each instance, the machine's own ceiling: the same plain single-process run N times at once, against
 once alone (``N x alone / slowest``): on a machine whose vCPUs share physical cores that is well below N,

@@ -78,12 +78,9 @@ def run(args: argparse.Namespace) -> int:
     budget = None if budget is None else max(0.0, budget * 0.97 - 0.3)
     if _version(query_path) is None:
         return _run_vnnlib1(args, query_path, networks, budget)
-    from verifier.complete import VerifyOptions
     from verifier.frontend.query_verify import verify_query
 
-    options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed,
-                            float_sound=getattr(args, "float_sound", "auto"))
-    result = verify_query(query_path, networks, timeout=budget, options=options, device=args.device)
+    result = verify_query(query_path, networks, timeout=budget, options=_options(args), device=args.device)
     for line in result.warnings:
         print(line, file=sys.stderr)
     serialise = getattr(args, "serialise_assignments", None)
@@ -108,18 +105,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options(args: argparse.Namespace):
+    """The search's options from the command line (``verify``'s parser: method, attack, seed, float soundness)."""
+    from verifier.complete import VerifyOptions
+
+    return VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed, float_sound=args.float_sound)
+
+
 def _run_vnnlib1(args: argparse.Namespace, query_path: str, networks: dict[str, str], budget) -> int:
     """A VNN-LIB 1.0 property through the standard command line: one network; the witness as ``((X_0 v) ...)``."""
-    from verifier.complete import VerifyOptions, verify
+    from verifier.complete import verify
     from verifier.frontend.query_verify import STANDARD_WORDS
     from verifier.spec.witness import format_counterexample
 
     if len(networks) != 1:
         raise VerifierError(f"{query_path} is a VNN-LIB 1.0 property, about one network; got {len(networks)}")
     model = next(iter(networks.values()))
-    options = VerifyOptions(method=args.method, attack=not args.no_attack, seed=args.seed,
-                            float_sound=getattr(args, "float_sound", "auto"))
-    result = verify(model, query_path, timeout=budget, options=options, device=args.device)
+    result = verify(model, query_path, timeout=budget, options=_options(args), device=args.device)
     lines = [STANDARD_WORDS[result.status]]
     if result.counterexample is not None:
         lines.append(format_counterexample(result.counterexample.x, result.counterexample.y))
