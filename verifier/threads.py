@@ -62,7 +62,9 @@ def tune_malloc() -> None:
     page faults in the thread against 0.06-0.22 million in the main thread; with ``MALLOC_ARENA_MAX=1`` from
     the process's start about as many (0.04-0.21 against 0.07-0.22 million); with this call alone 0.23-0.43
     against 0.13-0.24 million, since threads that allocated before keep their arenas. Worker processes
-    therefore *start* with ``MALLOC_ARENA_MAX=1`` (:data:`verifier.distributed.cluster.WORKER_MALLOC`).
+    therefore *start* with ``MALLOC_ARENA_MAX=1`` (:data:`verifier.distributed.cluster.WORKER_MALLOC`). Whole
+    verifications (``benchmarks/worker_runtime.py --only threads``) did not show the difference on the
+    development VM, whose page-fault counts vary widely from run to run: the gain is not established.
     ``VERIFIER_MALLOC=default`` keeps glibc's behaviour."""
     global _malloc_tuned
     if _malloc_tuned or not sys.platform.startswith("linux") or os.environ.get("VERIFIER_MALLOC") == "default":

@@ -132,7 +132,8 @@ QUIET_WORKER_CONFIG = {
 #: its own, made of mmap-ed heaps that it gives back by rules of its own, beside the thresholds
 #: :func:`verifier.threads.tune_malloc` sets, so the search page-faults over and over: on 2 vCPUs, two workers
 #: on ACAS Xu 3_3 prop 2 had 1.6-3.2 million page faults in their search threads (33.0-36.4 CPU s) with their own
-#: arenas, 0.44-0.73 million (30.4-36.1 CPU s) with one (three runs each, interleaved).
+#: arenas, 0.44-0.73 million (30.4-36.1 CPU s) with one (three runs each, interleaved); but whole searches in a
+#: thread and in the main thread (``benchmarks/worker_runtime.py``) showed no consistent difference there.
 WORKER_MALLOC = {"MALLOC_ARENA_MAX": "1"}
 
 
