@@ -11,7 +11,9 @@ configuration, one after the other and interleaved: a single process (the engine
 (coordinator and one worker process: the distribution's own overhead) and ``--workers 2`` (and N where the
 machine has more cores; ``--workers`` picks). Printed: verdict, time to verdict (the verifier's own clock:
 loading, attack, root bound, cluster start-up and search), sub-domains bounded and sub-domains per second of
-search (domains / search phase), the seconds until the workers were ready, the tasks sent, the workers'
+search (domains / search phase), the seconds of the root's bound (ReLU splitting's full alpha-CROWN, serial
+in every configuration) and the sub-domains per second after it (domains / (search phase - root): the rate
+of branch and bound proper), the seconds until the workers were ready, the tasks sent, the workers'
 utilisation while subtrees were out (busy time / threads x time), the CPU seconds of the whole process tree
 (the verify process and what it reaped, plus the workers' own CPU reports: forkserver-started workers are
 not its children; a worker that never got a task does not report, and the forkserver's one import of torch,
@@ -132,8 +134,11 @@ def describe(payload: dict) -> dict:
     search = phases.get("search") or 0.0
     domains = stats.get("domains") or 0
     info = stats.get("distributed") or {}
+    root = stats.get("root_s") or 0.0
+    branching = search - root   # the search phase after the root's bound: branch and bound proper
     return {"status": payload.get("status"), "time": payload.get("time_s", payload["wall_s"]), "domains": domains,
-            "rate": domains / search if search else 0.0, "ready": info.get("workers_ready_s"),
+            "rate": domains / search if search else 0.0, "root": root,
+            "bab_rate": domains / branching if branching > 0 else 0.0, "ready": info.get("workers_ready_s"),
             "tasks": info.get("tasks"), "lost": info.get("lost"), "cpu": payload.get("cpu_s", 0.0),
             "use": info.get("utilisation")}
 
@@ -154,7 +159,7 @@ def part_instances(args: argparse.Namespace, truth: dict) -> None:
     print(f"== one instance over worker processes (timeout {args.timeout:g} s, {args.repeats} run(s) each, "
           f"load {load()})")
     header = f"{'instance':10s} {'config':10s} {'verdict':8s} {'truth':7s} {'time s':>8s} {'domains':>8s} " \
-             f"{'dom/s':>8s} {'ready s':>8s} {'tasks':>6s} {'use':>5s} {'cpu s':>7s}"
+             f"{'dom/s':>8s} {'root s':>6s} {'bab/s':>7s} {'ready s':>8s} {'tasks':>6s} {'use':>5s} {'cpu s':>7s}"
     print(header)
     for name in names:
         family, onnx, vnnlib = INSTANCES[name]
@@ -172,8 +177,8 @@ def part_instances(args: argparse.Namespace, truth: dict) -> None:
             label = _label(config)
             for row in runs[config]:
                 print(f"{name:10s} {label:10s} {row['status']:8s} {expected:7s} {row['time']:8.2f} {row['domains']:8d} "
-                      f"{row['rate']:8.1f} {_num(row['ready']):>8s} {_num(row['tasks']):>6s} {_num(row['use']):>5s} "
-                      f"{row['cpu']:7.1f}")
+                      f"{row['rate']:8.1f} {row['root']:6.2f} {row['bab_rate']:7.1f} {_num(row['ready']):>8s} "
+                      f"{_num(row['tasks']):>6s} {_num(row['use']):>5s} {row['cpu']:7.1f}")
             solved = [r for r in runs[config] if r["status"] in ("sat", "unsat")]
             best[config] = min(solved, key=lambda r: r["time"]) if solved else None
             wrong = [r for r in runs[config] if r["status"] in ("sat", "unsat") and expected in ("sat", "unsat")
@@ -198,10 +203,12 @@ def part_instances(args: argparse.Namespace, truth: dict) -> None:
             parts = []
             if one is not None:
                 parts.append(f"vs 1 worker: time {one['time'] / row['time']:.2f}x faster, "
-                             f"dom/s {row['rate'] / max(one['rate'], 1e-9):.2f}x")
+                             f"dom/s {row['rate'] / max(one['rate'], 1e-9):.2f}x, "
+                             f"after the root {row['bab_rate'] / max(one['bab_rate'], 1e-9):.2f}x")
             if base is not None:
                 parts.append(f"vs 1 process: time {base['time'] / row['time']:.2f}x, "
-                             f"dom/s {row['rate'] / max(base['rate'], 1e-9):.2f}x")
+                             f"dom/s {row['rate'] / max(base['rate'], 1e-9):.2f}x, "
+                             f"after the root {row['bab_rate'] / max(base['bab_rate'], 1e-9):.2f}x")
             print(f"{name:10s} {config} workers: " + "; ".join(parts))
             warm, warm_one = best.get(f"{config}w"), best.get("1w")
             if warm is not None and warm_one is not None:
