@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,60 @@ def test_float_sound_input_split_over_workers(cluster, tmp_path):
     assert spread.status == "unsat" and "distributed_skipped" not in spread.stats
     assert spread.stats["distributed"]["tasks"] >= 2 and "float_sound" in spread.stats
     assert _books(spread)["refuted_weight"] == "1"
+
+
+def test_the_exact_milp_takes_its_turn_beside_the_workers_and_decides(cluster, tmp_path):
+    """A 60-variable unsatisfiable 3-SAT network (ReLU splitting alone does not finish it in 40 s on one core):
+    with workers, the MILP's turn runs in the coordinator beside their branch and bound, as one process runs it
+    after its short start, and answers unsat as the independent DPLL solver does."""
+    import numpy as np
+
+    from tests import satnet
+
+    n = 60
+    formula = satnet.random_formula(n, int(4.5 * n), np.random.default_rng(1))
+    assert satnet.dpll(formula, n) is None
+    model, prop = satnet.write_instance(tmp_path, "unsat60", formula, n)
+    result = verifier.verify(str(model), str(prop), timeout=60, client=cluster.client)
+    assert result.status == "unsat", result.message
+    assert result.stats["method"] == "relu-split" and result.stats["decided_by"] == "milp"
+    assert result.stats["milp"]["mode"] == "alone" and "distributed_skipped" not in result.stats
+
+
+def _margin_mlp(folder: Path) -> tuple[Path, Path]:
+    """An 8-input ReLU network (input splitting, with the MILP's turn after a short start) and "y <= -0.281" on
+    [-1, 1]^8: dense sampling puts min y at about -0.231, and proving the bound takes input splitting about
+    385 000 sub-boxes."""
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 24), torch.nn.ReLU(), torch.nn.Linear(24, 24), torch.nn.ReLU(),
+                              torch.nn.Linear(24, 1))
+    model, prop = folder / "mlp8.onnx", folder / "mlp8.vnnlib"
+    with warnings.catch_warnings():   # the TorchScript exporter's deprecation notices
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.zeros(1, 8), str(model), dynamo=False, input_names=["x"], output_names=["y"])
+    prop.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(8)) + "(declare-const Y_0 Real)\n"
+                    + "".join(f"(assert (>= X_{i} -1.0))\n(assert (<= X_{i} 1.0))\n" for i in range(8))
+                    + "(assert (<= Y_0 -0.281))\n")
+    return model, prop
+
+
+def test_input_splitting_resumed_after_the_milps_turn_goes_over_the_workers_again(cluster, tmp_path, monkeypatch):
+    """Input splitting on 6-16 inputs: a short start, the MILP's turn, then the rest. With workers both searches
+    run over them; here the MILP is made to give up, so the second search decides, and each search has books
+    of its own (its tasks and yield events named apart from the first one's)."""
+    import verifier.bab.milp as milp
+
+    model, prop = _margin_mlp(tmp_path)
+    expected = verifier.verify(str(model), str(prop), timeout=120, options=verifier.VerifyOptions(method="milp"))
+    assert expected.status == "unsat"   # HiGHS's answer, the reference here
+    turns = []
+    monkeypatch.setattr(milp, "milp_turn", lambda *args, **kwargs: turns.append(1))
+    result = verifier.verify(str(model), str(prop), timeout=30, client=cluster.client)
+    assert result.status == "unsat", result.message
+    assert turns == [1] and result.stats["method"] == "input-split"
+    books = result.stats["distributed"]["ledger"]
+    assert len(books) == 2 and books[-1]["refuted_weight"] == "1" and books[-1]["open_domains"] == 0
+    assert result.stats["distributed"]["tasks"] >= 2
 
 
 def test_counterexample_found_by_a_worker_is_confirmed_and_stops_the_run(cluster, tmp_path):

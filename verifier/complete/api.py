@@ -294,8 +294,12 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
             if options.batch:
                 search_options.batch = options.batch
 
-            def split_inputs(budget: Deadline, p: Problem = problem,
-                             o: InputSplitOptions = search_options) -> tuple[str, Counterexample | None]:
+            def split_inputs(budget: Deadline, p: Problem = problem, i: int = index,
+                             o: InputSplitOptions = search_options,
+                             over_workers: bool = spread) -> tuple[str, Counterexample | None]:
+                if over_workers:   # (also before and after the MILP's turn)
+                    return parallel.search(method, bound_network, problems, i, budget,
+                                           lambda points: try_candidates(points, p), o)
                 return input_split_search(bound_network, p, budget, o, stats, lambda points: try_candidates(points, p))
 
             if small and milp_strategy is not None and network.input_size >= milp_strategy.input_split_min_inputs \
@@ -312,24 +316,23 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                         stats["decided_by"] = "milp"
                     elif not deadline.expired():
                         status, witness = split_inputs(deadline)
-            elif small and spread:
-                status, witness = parallel.search(method, bound_network, problems, index, deadline,
-                                                  lambda points, p=problem: try_candidates(points, p), search_options)
             elif small:
                 status, witness = split_inputs(deadline)
             else:
                 # many inputs and no ReLU: a short input-split search (it proves easy cases at once and checks
                 # the linear bound's minimiser for counterexamples), then full alpha-CROWN, then the rest
-                status, witness = split_inputs(deadline.sub(0.05, at_most=5.0))
+                if spread:
+                    stats["distributed_skipped"] = "input splitting on many inputs runs in one process"
+                status, witness = split_inputs(deadline.sub(0.05, at_most=5.0), over_workers=False)
                 if status == TIMEOUT and not deadline.expired():
                     if _proved_by_full_alpha(bound_network, problem, stats, deadline.sub(0.5)):
                         status = UNSAT
                     else:
-                        status, witness = split_inputs(deadline)
+                        status, witness = split_inputs(deadline, over_workers=False)
         elif spread and method == "relu-split":
             status, witness = parallel.search(method, bound_network, problems, index, deadline,
                                               lambda points, p=problem: try_candidates(points, p), batch=options.batch,
-                                              search_network=search_network)
+                                              search_network=search_network, milp_strategy=milp_strategy)
         else:
             from verifier.bab.relu_split import relu_split_search
 

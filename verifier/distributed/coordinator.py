@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from verifier.complete.deadline import Deadline
-from verifier.complete.float_sound import count_solver_refutations
+from verifier.complete.float_sound import SOLVER_REFUTED, count_solver_refutations
 from verifier.complete.problem import Problem
 from verifier.complete.result import PAUSED, SAT, TIMEOUT, UNKNOWN, UNSAT, Counterexample
 from verifier.complete.validate import validate
@@ -88,7 +88,7 @@ class ParallelVerifier:
         self.token = uuid.uuid4().hex
         self._context: Any = None
         self._context_key: tuple | None = None
-        self.books: list[Ledger] = []   # one per problem searched on the cluster
+        self.books: list[Ledger] = []   # one per search on the cluster (a problem may be searched twice)
         self.info: dict[str, Any] = {"tasks": 0, "results": 0, "yields": 0, "lost": 0, "hung": 0,
                                      "sent_mb": 0.0, "returned_mb": 0.0, "slices_s": self.slice_s}
         stats["distributed"] = self.info
@@ -142,11 +142,13 @@ class ParallelVerifier:
     # -- search -----------------------------------------------------------------------------------------
     def search(self, method: str, bound_network: Network, problems: list[Problem], index: int, deadline: Deadline,
                try_candidates: Callable, input_options: Any = None, batch: int | None = None,
-               search_network: Network | None = None) -> tuple[str, Counterexample | None]:
+               search_network: Network | None = None, milp_strategy: Any = None) -> tuple[str, Counterexample | None]:
         """Decide ``problems[index]`` with ``method`` (``input-split`` or ``relu-split``) over the cluster; returns
         ``(status, counterexample or None)`` as the single-process searches do. ``search_network``: float-sound
         ReLU splitting in a faster type (see :func:`verifier.bab.relu_split.relu_split_search`), on every
-        worker too: each confirms its own refutations in float64 over the root bounds sent with its tasks."""
+        worker too: each confirms its own refutations in float64 over the root bounds sent with its tasks.
+        ``milp_strategy`` (ReLU splitting): the exact MILP's turn, as in one process, but run here beside the
+        workers' search instead of pausing it (:class:`MilpBeside`)."""
         problem = problems[index]
         stats = self.stats
         local_stats: dict = {}
@@ -158,7 +160,14 @@ class ParallelVerifier:
             _merge_local(stats, local_stats)
             return found
 
+        milp = MilpBeside(local, deadline, try_candidates, milp_strategy) \
+            if milp_strategy is not None and method == "relu-split" else None
+
         def grown() -> bool:  # enough open domains for every worker, once they are there
+            if milp is not None:
+                milp.poll()
+                if milp.decided() is not None:
+                    return True
             if not self.starter.ready():
                 return False
             cluster = self._cluster(deadline)
@@ -166,8 +175,12 @@ class ParallelVerifier:
 
         status, witness = local.run(deadline, pause=grown)
         _merge_local(stats, local_stats)
+        if milp is not None and milp.decided() is not None:
+            return milp.answer(stats)
         self.info["coordinator_domains"] = self.info.get("coordinator_domains", 0) + int(local_stats.get("domains", 0))
         if status != PAUSED:
+            if milp is not None:
+                milp.merge(stats)
             return status, witness
         cluster = self._cluster(deadline)
         if cluster is None:
@@ -185,7 +198,67 @@ class ParallelVerifier:
         context = self._context_future(cluster, method, bound_network, problems, input_options, batch,
                                        search_network)
         self.info.setdefault("distributed_from_s", round(self.elapsed(), 3))
-        return _Run(self, cluster, context, ledger, problem, index, keep_cases, deadline, confirm_bounds).loop()
+        return _Run(self, cluster, context, ledger, problem, index, keep_cases, deadline, confirm_bounds, milp).loop()
+
+
+class MilpBeside:
+    """The exact MILP's turn of the automatic strategy (:func:`verifier.bab.milp.milp_phase`) in a thread of the
+    coordinator, beside the workers' branch and bound: it starts when one process would hand over to it (after
+    the search's short start), over the same root bounds (float64 under float soundness), and its budget is
+    the same (all the time left when few ReLUs are unstable on few inputs, else its share). One process
+    pauses the search for it; here the workers go on, and whichever decides first answers. HiGHS releases
+    the GIL, so the coordinator keeps serving the workers meanwhile. A MILP still running when the search ends
+    is left to its own time limit (a daemon thread: it cannot be interrupted)."""
+
+    def __init__(self, local: Any, deadline: Deadline, try_candidates: Callable, strategy: Any):
+        self.local, self.deadline, self.try_candidates, self.strategy = local, deadline, try_candidates, strategy
+        self.start_at = strategy.start_time(deadline)
+        self.stats: dict = {}
+        self.thread: threading.Thread | None = None
+        self.result: tuple[str, Counterexample | None] | None = None
+        self.finished = False
+
+    def poll(self) -> None:
+        """Start the MILP once its time has come and the root is bounded."""
+        if self.thread is None and self.local.root is not None and time.monotonic() >= self.start_at:
+            self.thread = threading.Thread(target=self._run, name="verifier-milp", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        from verifier.bab.milp import milp_phase
+
+        local = self.local
+        try:
+            exact = local.confirmation.search if local.confirmation is not None else local.search
+            bounds = local.root64.bounds if local.confirmation is not None else local.root.bounds
+            self.result = milp_phase(exact.graph, exact.problem, bounds, exact.root_bounds.get(exact.graph.output_name),
+                                     self.deadline, self.try_candidates, self.stats, self.strategy)
+        finally:
+            self.finished = True
+
+    def decided(self) -> str | None:
+        """``sat`` or ``unsat`` once the MILP has decided the problem, else None."""
+        if self.finished and self.result is not None and self.result[0] in (SAT, UNSAT):
+            return self.result[0]
+        return None
+
+    def answer(self, stats: dict) -> tuple[str, Counterexample | None]:
+        """The MILP's verdict, its statistics merged into the run's."""
+        self.merge(stats)
+        stats["decided_by"] = "milp"
+        return self.result
+
+    def merge(self, stats: dict) -> None:
+        """The MILP's statistics (its time, binaries, optima; refutations accepted to its tolerances) into the
+        run's, once it has finished (a MILP still running keeps its own)."""
+        if not self.finished or self.stats is None:
+            return
+        for key, value in self.stats.items():
+            if key == SOLVER_REFUTED:
+                count_solver_refutations(stats, value)
+            else:
+                stats[key] = value
+        self.stats = None
 
 
 def _merge_local(stats: dict, local_stats: dict) -> None:
@@ -203,13 +276,16 @@ class _Run:
     """The coordinator's loop for one problem (see the module docstring)."""
 
     def __init__(self, owner: ParallelVerifier, cluster: Cluster, context: Any, ledger: Ledger, problem: Problem,
-                 index: int, keep_cases: Any, deadline: Deadline, confirm_bounds: dict | None = None):
+                 index: int, keep_cases: Any, deadline: Deadline, confirm_bounds: dict | None = None,
+                 milp: MilpBeside | None = None):
+        self.milp = milp
         self.owner, self.cluster, self.client, self.context = owner, cluster, cluster.client, context
         self.confirm_bounds = confirm_bounds
         self.ledger, self.problem, self.index, self.keep_cases, self.deadline = ledger, problem, index, keep_cases, \
             deadline
         self.info = owner.info
         self.in_flight: dict[str, _InFlight] = {}
+        self.search_number = len(owner.books)   # this search's ledger is the last of the run's books
         # kept back to stop the workers (and close a local cluster) before the deadline
         total = 0.0 if deadline.end is None else deadline.end - deadline.start
         self.reserve = min(SHUTDOWN_S, 0.05 * total)
@@ -222,6 +298,10 @@ class _Run:
             while True:
                 if ledger.proved():
                     return UNSAT, None
+                if self.milp is not None:
+                    self.milp.poll()
+                    if self.milp.decided() is not None:
+                        return self.milp.answer(stats)
                 if not ledger.open_subtrees():  # all settled, some undecided
                     stats["unknown_reason"] = (f"{ledger.undecided_domains} domains with every ReLU phase fixed "
                                                "were neither proved by the linear program nor gave a valid "
@@ -243,6 +323,8 @@ class _Run:
                     return answer
         finally:
             self._stop_all()
+            if self.milp is not None:
+                self.milp.merge(stats)
             self.info["ledger"] = [book.summary() for book in self.owner.books]
             spent = time.monotonic() - started
             self.info["distributed_s"] = round(self.info.get("distributed_s", 0.0) + spent, 3)
@@ -267,7 +349,9 @@ class _Run:
 
     def _send(self, subtree: Subtree) -> None:
         attempt = self.ledger.start(subtree)
-        name = f"verifier-{self.owner.token}-{self.index}-{subtree.id}-{attempt}"
+        # unique within the run: a problem searched again (input splitting resumed after the MILP's turn)
+        # starts its subtree ids afresh, and a key or yield event of the earlier search must not be reused
+        name = f"verifier-{self.owner.token}-{self.search_number}-{self.index}-{subtree.id}-{attempt}"
         task = SubtreeTask(subtree.id, attempt, self.index, subtree.domains, self.owner.slice_s,
                            max(0.0, self.deadline.remaining()), keep_cases=self.keep_cases, yield_event=name,
                            confirm_bounds=self.confirm_bounds)
