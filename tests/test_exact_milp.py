@@ -24,7 +24,7 @@ from verifier.spec import parse_vnnlib
 from verifier.spec.specification import Case, Specification
 
 
-def _decide(network, spec, seconds=30.0):
+def _decide(network, spec, seconds=30.0, stop=None):
     problem = Problem.from_group(spec.box_groups()[0], network)
     with torch.no_grad():
         bounds = compute_intermediate_bounds(network.graph, problem.lower.unsqueeze(0), problem.upper.unsqueeze(0),
@@ -37,7 +37,7 @@ def _decide(network, spec, seconds=30.0):
 
     stats: dict = {}
     status, witness = milp_decide(network.graph, problem, pre, time.monotonic() + seconds, candidate, stats,
-                                  output_bounds=bounds[network.graph.output_name])
+                                  output_bounds=bounds[network.graph.output_name], stop=stop)
     return status, witness, stats
 
 
@@ -102,6 +102,20 @@ def test_milp_and_verify_decide_sat_networks_like_brute_force(n, tmp_path):
                 x = result.counterexample.x.reshape(1, n).astype(np.float32)
                 assert run_onnxruntime(model, x).reshape(-1)[0] >= satnet.THRESHOLD
                 assert np.all((x >= 0) & (x <= 1))
+
+
+def test_a_milp_told_to_stop_gives_up_before_its_next_case(tmp_path):
+    """The MILP beside a distributed search is told to stop once the search has answered: it solves no further
+    case and answers timeout, never a verdict it did not reach."""
+    n = 8
+    formula = satnet.random_formula(n, 6 * n, np.random.default_rng(5))
+    model, prop = satnet.write_instance(tmp_path, "stopped", formula, n)
+    network = verifier.load_onnx(model)
+    spec = parse_vnnlib(prop, n_inputs=n, n_outputs=1)
+    status, witness, stats = _decide(network, spec, stop=lambda: True)
+    assert (status, witness) == ("timeout", None) and stats["milp"]["solves"] == 0
+    status, _, stats = _decide(network, spec, stop=lambda: False)
+    assert status == ("sat" if satnet.brute_force(formula, n) is not None else "unsat") and stats["milp"]["solves"] == 1
 
 
 def test_auto_strategy_decides_a_20_variable_formula(tmp_path):

@@ -330,12 +330,13 @@ def supports(graph: Graph) -> bool:
 def milp_decide(graph: Graph, problem: Problem, pre_bounds: dict[str, tuple[Tensor, Tensor]], deadline_end: float,
                 try_candidates: Callable[[Tensor], object | None], stats: dict,
                 splits: dict[str, Tensor] | None = None, output_bounds: tuple[Tensor, Tensor] | None = None,
-                ) -> tuple[str, object | None]:
+                stop: Callable[[], bool] | None = None) -> tuple[str, object | None]:
     """Decide ``problem`` (every case of it) by MILP on ``graph`` (encoded from its float64 copy) until
     ``deadline_end`` (``time.monotonic`` clock, as :class:`verifier.complete.deadline.Deadline`):
     ``("unsat", None)`` when every case is refuted beyond the margin, ``("sat", witness)`` when a solution
     passes ``try_candidates`` (the onnxruntime re-check), else ``("unknown" | "timeout", None)``. Records its
-    time, binaries and per-case optima in ``stats["milp"]``."""
+    time, binaries and per-case optima in ``stats["milp"]``. ``stop()``, asked before each case: give up
+    (``timeout``) because the answer is no longer needed (a solve under way cannot be interrupted)."""
     from verifier.bab.lp import float64_graph
 
     graph64 = float64_graph(graph)
@@ -372,7 +373,7 @@ def milp_decide(graph: Graph, problem: Problem, pre_bounds: dict[str, tuple[Tens
     statuses = []
     for case in range(problem.n_cases):
         remaining = deadline_end - time.monotonic() if deadline_end is not None else 3600.0
-        if remaining <= 0.05:
+        if remaining <= 0.05 or (stop is not None and stop()):
             statuses.append("timeout")
             break
         rows = row_case == case
@@ -451,7 +452,8 @@ class MilpStrategy:
 
 def milp_phase(graph: Graph, problem: Problem, pre_bounds: dict[str, tuple[Tensor, Tensor]],
                output_bounds: tuple[Tensor, Tensor] | None, deadline, try_candidates, stats: dict,
-               strategy: MilpStrategy | None = None) -> tuple[str, object | None] | None:
+               strategy: MilpStrategy | None = None, stop: Callable[[], bool] | None = None
+               ) -> tuple[str, object | None] | None:
     """The MILP step of the automatic strategy after a root bound (``deadline``: a
     :class:`verifier.complete.deadline.Deadline`): ``None`` when the MILP is not tried (unsupported operator
     or too many unstable ReLUs), else its ``(status, witness)`` as :func:`milp_decide` gives it."""
@@ -465,7 +467,7 @@ def milp_phase(graph: Graph, problem: Problem, pre_bounds: dict[str, tuple[Tenso
     budget = deadline if alone else deadline.sub(strategy.share)
     stats.setdefault("milp", {"time_s": 0.0, "solves": 0})["mode"] = "alone" if alone else "portfolio"
     status, witness = milp_decide(graph, problem, pre_bounds, budget.end, try_candidates, stats,
-                                  output_bounds=output_bounds)
+                                  output_bounds=output_bounds, stop=stop)
     if status == "unsat" and not accept_solver_refutation(problem, stats, "milp"):
         # strict float soundness: HiGHS's infeasibility holds up to its tolerances, not rigorously; only its
         # counterexamples (re-checked) count, the proof is left to branch and bound

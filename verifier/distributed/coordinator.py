@@ -160,8 +160,9 @@ class ParallelVerifier:
             _merge_local(stats, local_stats)
             return found
 
+        # (not without a deadline: HiGHS cannot be interrupted, and a solve could outlive the run by an hour)
         milp = MilpBeside(local, deadline, try_candidates, milp_strategy) \
-            if milp_strategy is not None and method == "relu-split" else None
+            if milp_strategy is not None and method == "relu-split" and deadline.end is not None else None
 
         def grown() -> bool:  # enough open domains for every worker, once they are there
             if milp is not None:
@@ -180,10 +181,13 @@ class ParallelVerifier:
         self.info["coordinator_domains"] = self.info.get("coordinator_domains", 0) + int(local_stats.get("domains", 0))
         if status != PAUSED:
             if milp is not None:
+                milp.stop()
                 milp.merge(stats)
             return status, witness
         cluster = self._cluster(deadline)
         if cluster is None:
+            if milp is not None:
+                milp.stop()
             return TIMEOUT, None
         ledger = Ledger()
         self.books.append(ledger)
@@ -207,8 +211,9 @@ class MilpBeside:
     the search's short start), over the same root bounds (float64 under float soundness), and its budget is
     the same (all the time left when few ReLUs are unstable on few inputs, else its share). One process
     pauses the search for it; here the workers go on, and whichever decides first answers. HiGHS releases
-    the GIL, so the coordinator keeps serving the workers meanwhile. A MILP still running when the search ends
-    is left to its own time limit (a daemon thread: it cannot be interrupted)."""
+    the GIL, so the coordinator keeps serving the workers meanwhile. When the search ends first, the MILP is
+    told to stop; a solve under way cannot be interrupted and runs on, in a daemon thread, to the run's
+    deadline at the latest (so a run without a deadline gets no MILP beside its workers)."""
 
     def __init__(self, local: Any, deadline: Deadline, try_candidates: Callable, strategy: Any):
         self.local, self.deadline, self.try_candidates, self.strategy = local, deadline, try_candidates, strategy
@@ -217,10 +222,12 @@ class MilpBeside:
         self.thread: threading.Thread | None = None
         self.result: tuple[str, Counterexample | None] | None = None
         self.finished = False
+        self.stopped = threading.Event()
 
     def poll(self) -> None:
         """Start the MILP once its time has come and the root is bounded."""
-        if self.thread is None and self.local.root is not None and time.monotonic() >= self.start_at:
+        if self.thread is None and not self.stopped.is_set() and self.local.root is not None \
+                and time.monotonic() >= self.start_at:
             self.thread = threading.Thread(target=self._run, name="verifier-milp", daemon=True)
             self.thread.start()
 
@@ -232,7 +239,8 @@ class MilpBeside:
             exact = local.confirmation.search if local.confirmation is not None else local.search
             bounds = local.root64.bounds if local.confirmation is not None else local.root.bounds
             self.result = milp_phase(exact.graph, exact.problem, bounds, exact.root_bounds.get(exact.graph.output_name),
-                                     self.deadline, self.try_candidates, self.stats, self.strategy)
+                                     self.deadline, self.try_candidates, self.stats, self.strategy,
+                                     stop=self.stopped.is_set)
         finally:
             self.finished = True
 
@@ -247,6 +255,10 @@ class MilpBeside:
         self.merge(stats)
         stats["decided_by"] = "milp"
         return self.result
+
+    def stop(self) -> None:
+        """The search has ended: no MILP starts any more, and a running one gives up before its next case."""
+        self.stopped.set()
 
     def merge(self, stats: dict) -> None:
         """The MILP's statistics (its time, binaries, optima; refutations accepted to its tolerances) into the
@@ -324,6 +336,7 @@ class _Run:
         finally:
             self._stop_all()
             if self.milp is not None:
+                self.milp.stop()
                 self.milp.merge(stats)
             self.info["ledger"] = [book.summary() for book in self.owner.books]
             spent = time.monotonic() - started
