@@ -10,7 +10,7 @@ import torch
 import verifier
 from tests.test_alpha_sshaped import deep_net
 from verifier.bab.relu_split import ReluBranchAndBound, ReluSplitOptions, _clamp_to_splits
-from verifier.bounds.alpha import optimize_all_slopes
+from verifier.bounds.alpha import Plateau, optimize_all_slopes
 from verifier.bounds.crown import CrownOptions, compute_intermediate_bounds, pre_activation_names
 from verifier.complete.problem import Problem
 
@@ -107,3 +107,40 @@ def test_kept_tensors_are_not_refined():
     kept = compute_intermediate_bounds(graph, lower, upper, CrownOptions(), keep=[second])
     assert torch.equal(kept[second][0], ibp[second][0]) and torch.equal(kept[second][1], ibp[second][1])
     assert total_width(crown, [second]) < total_width(kept, [second])
+
+
+def test_plateau_stops_only_once_the_shortfall_has_stopped_improving():
+    plateau = Plateau(min_iterations=20, window=10, relative=0.01)
+    flat = [3.3 - 0.01 * min(i, 12) for i in range(40)]              # improves for 12 iterations, then not at all
+    assert not any(plateau.reached(flat[:n]) for n in range(1, 20))  # never before min_iterations
+    assert plateau.reached(flat[:23])
+    steady = [1.0 * 0.99 ** i for i in range(60)]                    # 1 % per iteration: ~10 % per window
+    assert not any(plateau.reached(steady[:n]) for n in range(1, 61))
+    assert plateau.reached([0.0] * 30)                               # nothing left to gain: stops
+
+
+def test_full_alpha_with_a_plateau_stop_is_sound_and_stops_earlier():
+    network = verifier.from_torch(deep_net(torch.nn.ReLU, 0, scale=3.0), torch.zeros(1, 6, dtype=torch.float64))
+    graph = network.graph
+    centre = torch.randn(1, 1, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    lower, upper = centre - 0.3, centre + 0.3
+    spec = torch.randn(1, 5, 1, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    offset = torch.zeros(5, dtype=torch.float64)
+    calls = []
+    original = Plateau.reached
+
+    def counted(self, shortfalls):
+        calls.append(len(shortfalls))
+        return original(self, shortfalls)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Plateau, "reached", counted)
+        stopped = optimize_all_slopes(graph, lower, upper, spec, offset, iterations=200, lr=0.05,
+                                      plateau=Plateau(min_iterations=5, window=3, relative=0.05))
+    assert stopped is not None and 5 <= max(calls) < 200
+    values = node_values(graph, box_samples(lower, upper))
+    for name, (low, high) in stopped[1].items():
+        assert (low[0] <= values[name].min(0).values + TOLERANCE).all(), name
+        assert (high[0] >= values[name].max(0).values - TOLERANCE).all(), name
+    y = values[graph.output_name].reshape(-1, 4)
+    assert (stopped[0][0] <= (y @ spec[0, :, 0].T).min(0).values + TOLERANCE).all()

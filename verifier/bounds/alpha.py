@@ -314,6 +314,26 @@ class IntermediateSlopes:
         return slope_step(node, A, bounds, slope, self.ranges, key)
 
 
+@dataclass
+class Plateau:
+    """When an optimisation has stopped paying: after at least ``min_iterations``, the best bound's total
+    shortfall (how far the unproved rows are below zero) improved by less than ``relative`` of itself over
+    the last ``window`` iterations. Full alpha-CROWN at the ReLU-split root on oval21 cifar_base_kw img 3568:
+    shortfall 3.297 after 10 iterations, 3.216 after 20, 3.202 after 50 (0.4 % for the last 30, 2.4 s of
+    4.0 s); on mnist_fc 256x6 prop 7 (eps 0.03) 0.517 after 20 and 0.444 after 50, two more rows proved."""
+
+    min_iterations: int = 20
+    window: int = 10
+    relative: float = 0.01
+
+    def reached(self, shortfalls: list[float]) -> bool:
+        """Whether the optimisation should stop, given the shortfall after each iteration so far."""
+        if len(shortfalls) < max(self.min_iterations, self.window + 1):
+            return False
+        before, now = shortfalls[-1 - self.window], shortfalls[-1]
+        return before - now <= self.relative * now
+
+
 def optimize_all_slopes(
     graph: Graph,
     lower: Tensor,
@@ -325,6 +345,7 @@ def optimize_all_slopes(
     max_parameters: int = 20_000_000,
     width_weight: float = 1.0,
     keep: dict | None = None,
+    plateau: Plateau | None = None,
 ) -> tuple[Tensor, dict[str, Interval], ReluSlopes] | None:
     """Full alpha-CROWN: slopes optimised for every intermediate bound and the final one at once.
 
@@ -337,7 +358,8 @@ def optimize_all_slopes(
     them). Returns the best final bounds ``[B, K]``, the tightest pre-activation bounds and the final slopes,
     or ``None`` when the slopes would need more than ``max_parameters`` numbers. With ``keep`` (a dict), the
     last iterate's slopes of every bound go into ``keep["slopes"]`` and the refined neurons into
-    ``keep["index"]``, for :func:`replay_all_slopes`.
+    ``keep["index"]``, for :func:`replay_all_slopes`. With ``plateau``, the optimisation also stops once the
+    final bound's shortfall has stopped improving (:class:`Plateau`).
     """
     from verifier.bounds.crown import CrownOptions, _refined_neurons, compute_intermediate_bounds, pre_activation_names
 
@@ -355,6 +377,7 @@ def optimize_all_slopes(
         return None
     optimizer = adam(slope_groups(slopes.slopes, slopes.ranges, lr))
     best = None
+    shortfalls: list[float] = []
     for _ in range(max(1, iterations)):
         checkpoint()
         with torch.enable_grad():
@@ -362,8 +385,15 @@ def optimize_all_slopes(
             best = keep_best(value, best)
             best_bounds = {k: (v[0].detach(), v[1].detach()) for k, v in bounds.items()}
             loss = shortfall_loss(value, best) + width_weight * widths
-            if stop_early(best, loss):
-                break
+            if plateau is None:
+                if stop_early(best, loss):
+                    break
+            else:   # one host sync for the three tests
+                proved, finite, shortfall = torch.stack([(best > 0).all().to(loss.dtype), torch.isfinite(loss)
+                                                         .to(loss.dtype), -best.clamp(max=0).sum()]).tolist()
+                shortfalls.append(shortfall)
+                if proved or not finite or plateau.reached(shortfalls):
+                    break
             optimizer.zero_grad()
             loss.backward()
         optimizer.step()
