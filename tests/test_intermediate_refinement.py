@@ -37,23 +37,31 @@ def total_width(bounds, names) -> float:
     return sum(float((bounds[n][1] - bounds[n][0]).sum()) for n in names)
 
 
-@pytest.mark.parametrize("activation", [torch.nn.ReLU, torch.nn.Sigmoid])
-def test_full_alpha_with_widths_in_the_loss_is_sound_and_tightens_intermediate_bounds(activation):
+def deep_problem(activation):
+    """A 6-input deep network, a box of radius 0.3 and a spec of 5 random rows over its 4 outputs (float64)."""
     network = verifier.from_torch(deep_net(activation, 0, scale=3.0), torch.zeros(1, 6, dtype=torch.float64))
-    graph = network.graph
     centre = torch.randn(1, 1, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    lower, upper = centre - 0.3, centre + 0.3
     spec = torch.randn(1, 5, 1, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    offset = torch.zeros(5, dtype=torch.float64)
-    with_widths = optimize_all_slopes(graph, lower, upper, spec, offset, iterations=30, lr=0.05, width_weight=1.0)
-    final_only = optimize_all_slopes(graph, lower, upper, spec, offset, iterations=30, lr=0.05, width_weight=0.0)
-    assert with_widths is not None and final_only is not None
+    return network.graph, centre - 0.3, centre + 0.3, spec, torch.zeros(5, dtype=torch.float64)
+
+
+def assert_contains_samples(graph, lower, upper, spec, full_alpha) -> None:
+    """Full alpha-CROWN's pre-activation bounds and final bound contain every sampled value of the box."""
     values = node_values(graph, box_samples(lower, upper))
-    for name, (low, high) in with_widths[1].items():
+    for name, (low, high) in full_alpha[1].items():
         assert (low[0] <= values[name].min(0).values + TOLERANCE).all(), name
         assert (high[0] >= values[name].max(0).values - TOLERANCE).all(), name
     y = values[graph.output_name].reshape(-1, 4)
-    assert (with_widths[0][0] <= (y @ spec[0, :, 0].T).min(0).values + TOLERANCE).all()
+    assert (full_alpha[0][0] <= (y @ spec[0, :, 0].T).min(0).values + TOLERANCE).all()
+
+
+@pytest.mark.parametrize("activation", [torch.nn.ReLU, torch.nn.Sigmoid])
+def test_full_alpha_with_widths_in_the_loss_is_sound_and_tightens_intermediate_bounds(activation):
+    graph, lower, upper, spec, offset = deep_problem(activation)
+    with_widths = optimize_all_slopes(graph, lower, upper, spec, offset, iterations=30, lr=0.05, width_weight=1.0)
+    final_only = optimize_all_slopes(graph, lower, upper, spec, offset, iterations=30, lr=0.05, width_weight=0.0)
+    assert with_widths is not None and final_only is not None
+    assert_contains_samples(graph, lower, upper, spec, with_widths)
     hidden = pre_activation_names(graph)[1:]  # the first is exact from the box
     assert total_width(with_widths[1], hidden) < total_width(final_only[1], hidden)
 
@@ -120,12 +128,7 @@ def test_plateau_stops_only_once_the_shortfall_has_stopped_improving():
 
 
 def test_full_alpha_with_a_plateau_stop_is_sound_and_stops_earlier():
-    network = verifier.from_torch(deep_net(torch.nn.ReLU, 0, scale=3.0), torch.zeros(1, 6, dtype=torch.float64))
-    graph = network.graph
-    centre = torch.randn(1, 1, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    lower, upper = centre - 0.3, centre + 0.3
-    spec = torch.randn(1, 5, 1, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    offset = torch.zeros(5, dtype=torch.float64)
+    graph, lower, upper, spec, offset = deep_problem(torch.nn.ReLU)
     calls = []
     original = Plateau.reached
 
@@ -138,9 +141,4 @@ def test_full_alpha_with_a_plateau_stop_is_sound_and_stops_earlier():
         stopped = optimize_all_slopes(graph, lower, upper, spec, offset, iterations=200, lr=0.05,
                                       plateau=Plateau(min_iterations=5, window=3, relative=0.05))
     assert stopped is not None and 5 <= max(calls) < 200
-    values = node_values(graph, box_samples(lower, upper))
-    for name, (low, high) in stopped[1].items():
-        assert (low[0] <= values[name].min(0).values + TOLERANCE).all(), name
-        assert (high[0] >= values[name].max(0).values - TOLERANCE).all(), name
-    y = values[graph.output_name].reshape(-1, 4)
-    assert (stopped[0][0] <= (y @ spec[0, :, 0].T).min(0).values + TOLERANCE).all()
+    assert_contains_samples(graph, lower, upper, spec, stopped)

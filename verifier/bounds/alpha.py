@@ -177,11 +177,18 @@ def shortfall_loss(value: Tensor, best: Tensor) -> Tensor:
     return -value.clamp(max=0).masked_fill(best > 0, 0).sum()
 
 
-def stop_early(best: Tensor, loss: Tensor) -> bool:
-    """Whether an optimisation loop is done: every row proved (``best > 0``) or the loss is not finite. One host
-    sync for both tests (on a GPU each costs a round trip)."""
-    proved, finite = torch.stack([(best > 0).all(), torch.isfinite(loss)]).tolist()
-    return proved or not finite
+def stop_early(best: Tensor, loss: Tensor, plateau: Plateau | None = None,
+               shortfalls: list[float] | None = None) -> bool:
+    """Whether an optimisation loop is done: every row proved (``best > 0``) or the loss is not finite; with
+    ``plateau``, also once the best bound's shortfall, appended to ``shortfalls`` (one per iteration), has
+    stopped improving (:class:`Plateau`). One host sync for all the tests (on a GPU each costs a round trip)."""
+    if plateau is None:
+        proved, finite = torch.stack([(best > 0).all(), torch.isfinite(loss)]).tolist()
+        return proved or not finite
+    proved, finite, shortfall = torch.stack([(best > 0).all().to(loss.dtype), torch.isfinite(loss).to(loss.dtype),
+                                             -best.clamp(max=0).sum().to(loss.dtype)]).tolist()
+    shortfalls.append(shortfall)
+    return bool(proved) or not finite or plateau.reached(shortfalls)
 
 
 @dataclass
@@ -385,15 +392,8 @@ def optimize_all_slopes(
             best = keep_best(value, best)
             best_bounds = {k: (v[0].detach(), v[1].detach()) for k, v in bounds.items()}
             loss = shortfall_loss(value, best) + width_weight * widths
-            if plateau is None:
-                if stop_early(best, loss):
-                    break
-            else:   # one host sync for the three tests
-                proved, finite, shortfall = torch.stack([(best > 0).all().to(loss.dtype), torch.isfinite(loss)
-                                                         .to(loss.dtype), -best.clamp(max=0).sum()]).tolist()
-                shortfalls.append(shortfall)
-                if proved or not finite or plateau.reached(shortfalls):
-                    break
+            if stop_early(best, loss, plateau, shortfalls):
+                break
             optimizer.zero_grad()
             loss.backward()
         optimizer.step()

@@ -164,11 +164,9 @@ class ParallelVerifier:
         milp = MilpBeside(local, deadline, try_candidates, milp_strategy) \
             if milp_strategy is not None and method == "relu-split" and deadline.end is not None else None
 
-        def grown() -> bool:  # enough open domains for every worker, once they are there
-            if milp is not None:
-                milp.poll()
-                if milp.decided() is not None:
-                    return True
+        def grown() -> bool:  # enough open domains for every worker, once they are there (or the MILP decided)
+            if milp is not None and milp.poll() is not None:
+                return True
             if not self.starter.ready():
                 return False
             cluster = self._cluster(deadline)
@@ -176,18 +174,17 @@ class ParallelVerifier:
 
         status, witness = local.run(deadline, pause=grown)
         _merge_local(stats, local_stats)
-        if milp is not None and milp.decided() is not None:
+        if milp is not None and milp.poll() is not None:
             return milp.answer(stats)
         self.info["coordinator_domains"] = self.info.get("coordinator_domains", 0) + int(local_stats.get("domains", 0))
         if status != PAUSED:
             if milp is not None:
-                milp.stop()
-                milp.merge(stats)
+                milp.end(stats)
             return status, witness
         cluster = self._cluster(deadline)
         if cluster is None:
             if milp is not None:
-                milp.stop()
+                milp.end(stats)
             return TIMEOUT, None
         ledger = Ledger()
         self.books.append(ledger)
@@ -224,12 +221,16 @@ class MilpBeside:
         self.finished = False
         self.stopped = threading.Event()
 
-    def poll(self) -> None:
-        """Start the MILP once its time has come and the root is bounded."""
+    def poll(self) -> str | None:
+        """Start the MILP once its time has come and the root is bounded; ``sat`` or ``unsat`` once it has
+        decided the problem, else None."""
         if self.thread is None and not self.stopped.is_set() and self.local.root is not None \
                 and time.monotonic() >= self.start_at:
             self.thread = threading.Thread(target=self._run, name="verifier-milp", daemon=True)
             self.thread.start()
+        if self.finished and self.result is not None and self.result[0] in (SAT, UNSAT):
+            return self.result[0]
+        return None
 
     def _run(self) -> None:
         from verifier.bab.milp import milp_phase
@@ -244,21 +245,17 @@ class MilpBeside:
         finally:
             self.finished = True
 
-    def decided(self) -> str | None:
-        """``sat`` or ``unsat`` once the MILP has decided the problem, else None."""
-        if self.finished and self.result is not None and self.result[0] in (SAT, UNSAT):
-            return self.result[0]
-        return None
-
     def answer(self, stats: dict) -> tuple[str, Counterexample | None]:
         """The MILP's verdict, its statistics merged into the run's."""
         self.merge(stats)
         stats["decided_by"] = "milp"
         return self.result
 
-    def stop(self) -> None:
-        """The search has ended: no MILP starts any more, and a running one gives up before its next case."""
+    def end(self, stats: dict) -> None:
+        """The search has ended: no MILP starts any more, a running one gives up before its next case, and a
+        finished one's statistics go into the run's."""
         self.stopped.set()
+        self.merge(stats)
 
     def merge(self, stats: dict) -> None:
         """The MILP's statistics (its time, binaries, optima; refutations accepted to its tolerances) into the
@@ -310,10 +307,8 @@ class _Run:
             while True:
                 if ledger.proved():
                     return UNSAT, None
-                if self.milp is not None:
-                    self.milp.poll()
-                    if self.milp.decided() is not None:
-                        return self.milp.answer(stats)
+                if self.milp is not None and self.milp.poll() is not None:
+                    return self.milp.answer(stats)
                 if not ledger.open_subtrees():  # all settled, some undecided
                     stats["unknown_reason"] = (f"{ledger.undecided_domains} domains with every ReLU phase fixed "
                                                "were neither proved by the linear program nor gave a valid "
@@ -336,8 +331,7 @@ class _Run:
         finally:
             self._stop_all()
             if self.milp is not None:
-                self.milp.stop()
-                self.milp.merge(stats)
+                self.milp.end(stats)
             self.info["ledger"] = [book.summary() for book in self.owner.books]
             spent = time.monotonic() - started
             self.info["distributed_s"] = round(self.info.get("distributed_s", 0.0) + spent, 3)
