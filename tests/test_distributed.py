@@ -115,22 +115,31 @@ def test_float_sound_input_split_over_workers(cluster, tmp_path):
     assert _books(spread)["refuted_weight"] == "1"
 
 
-def test_the_exact_milp_takes_its_turn_beside_the_workers_and_decides(cluster, tmp_path):
+@pytest.mark.parametrize("cores", [2, 64])
+def test_the_exact_milp_takes_its_turn_beside_the_workers_and_decides(cluster, tmp_path, monkeypatch, cores):
     """A 60-variable unsatisfiable 3-SAT network (ReLU splitting alone does not finish it in 40 s on one core):
     with workers, the MILP's turn runs in the coordinator beside their branch and bound, as one process runs it
-    after its short start, and answers unsat as the independent DPLL solver does."""
+    after its short start, and answers unsat as the independent DPLL solver does. Where the two local workers
+    take every core (2), one of them is held back while the MILP runs alone; with cores to spare (64), none."""
     import numpy as np
 
     from tests import satnet
+    from verifier.distributed import coordinator
 
     n = 60
     formula = satnet.random_formula(n, int(4.5 * n), np.random.default_rng(1))
     assert satnet.dpll(formula, n) is None
     model, prop = satnet.write_instance(tmp_path, "unsat60", formula, n)
+    monkeypatch.setattr(coordinator, "available_cores", lambda: cores)
     result = verifier.verify(str(model), str(prop), timeout=60, client=cluster.client)
     assert result.status == "unsat", result.message
     assert result.stats["method"] == "relu-split" and result.stats["decided_by"] == "milp"
     assert result.stats["milp"]["mode"] == "alone" and "distributed_skipped" not in result.stats
+    info = result.stats["distributed"]
+    if cores == 2:
+        assert info["held_for_milp"] == 1
+    else:
+        assert "held_for_milp" not in info
 
 
 def _margin_mlp(folder: Path) -> tuple[Path, Path]:

@@ -87,6 +87,22 @@ class Cluster:
         except Exception:  # noqa: BLE001 - a scheduler gone away has no workers
             return 0
 
+    def threads_on_this_machine(self) -> int:
+        """Worker threads whose worker process runs on this machine (a loopback address or one of this host's
+        names), which share its cores with the coordinator; 0 where the scheduler cannot be asked."""
+        import socket
+
+        hosts = {"127.0.0.1", "::1", "localhost", socket.gethostname()}
+        try:
+            hosts.add(socket.gethostbyname(socket.gethostname()))
+        except OSError:
+            pass
+        try:
+            workers = self.client.scheduler_info()["workers"]
+        except Exception:  # noqa: BLE001 - a scheduler gone away has no workers
+            return 0
+        return int(sum(info.get("nthreads", 1) for info in workers.values() if info.get("host") in hosts))
+
     def wait_for_workers(self, count: int = 1, timeout: float | None = 60.0) -> None:
         """Block until ``count`` workers are connected, or raise :class:`DistributedError` after ``timeout``."""
         try:

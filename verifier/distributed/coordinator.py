@@ -207,10 +207,11 @@ class MilpBeside:
     coordinator, beside the workers' branch and bound: it starts when one process would hand over to it (after
     the search's short start), over the same root bounds (float64 under float soundness), and its budget is
     the same (all the time left when few ReLUs are unstable on few inputs, else its share). One process
-    pauses the search for it; here the workers go on, and whichever decides first answers. HiGHS releases
-    the GIL, so the coordinator keeps serving the workers meanwhile. When the search ends first, the MILP is
-    told to stop; a solve under way cannot be interrupted and runs on, in a daemon thread, to the run's
-    deadline at the latest (so a run without a deadline gets no MILP beside its workers)."""
+    pauses the search for it; here the workers go on (less one thread while the MILP runs alone where the
+    workers on this machine take every core: :meth:`_Run._held_for_milp`), and whichever decides first
+    answers. HiGHS releases the GIL, so the coordinator keeps serving the workers meanwhile. When the search
+    ends first, the MILP is told to stop; a solve under way cannot be interrupted and runs on, in a daemon
+    thread, to the run's deadline at the latest (so a run without a deadline gets no MILP beside its workers)."""
 
     def __init__(self, local: Any, deadline: Deadline, try_candidates: Callable, strategy: Any):
         self.local, self.deadline, self.try_candidates, self.strategy = local, deadline, try_candidates, strategy
@@ -245,6 +246,13 @@ class MilpBeside:
         finally:
             self.finished = True
 
+    @property
+    def alone(self) -> bool:
+        """Whether the MILP is running with all the time left (few unstable ReLUs on few inputs: the strategy
+        that one process would follow without branch and bound beside it)."""
+        stats = self.stats if self.stats is not None else {}
+        return self.thread is not None and not self.finished and stats.get("milp", {}).get("mode") == "alone"
+
     def answer(self, stats: dict) -> tuple[str, Counterexample | None]:
         """The MILP's verdict, its statistics merged into the run's."""
         self.merge(stats)
@@ -268,6 +276,16 @@ class MilpBeside:
             else:
                 stats[key] = value
         self.stats = None
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _merge_local(stats: dict, local_stats: dict) -> None:
@@ -299,6 +317,7 @@ class _Run:
         total = 0.0 if deadline.end is None else deadline.end - deadline.start
         self.reserve = min(SHUTDOWN_S, 0.05 * total)
         self.done: queue.Queue[str] = queue.Queue()
+        self.threads_here: int | None = None   # worker threads on this machine, asked once when needed
 
     def loop(self) -> tuple[str, Counterexample | None]:
         stats, ledger = self.owner.stats, self.ledger
@@ -317,7 +336,7 @@ class _Run:
                 if self.deadline.expired(self.reserve):
                     stats["open_domains"] = ledger.open_domains()
                     return TIMEOUT, None
-                threads = max(1, self.owner._threads(self.cluster))
+                threads = max(1, self.owner._threads(self.cluster)) - self._held_for_milp()
                 self._dispatch(threads)
                 self._ask_to_yield(threads)
                 self._check_hung()
@@ -344,6 +363,24 @@ class _Run:
             # the share of the worker threads' time spent searching while subtrees were farmed out
             self.info["utilisation"] = round(self.info.get("worker_busy_s", 0.0)
                                              / max(1e-9, threads * self.info["distributed_s"]), 3)
+
+    def _held_for_milp(self) -> int:
+        """Worker threads kept idle while the MILP runs alone: one where the workers on this machine already
+        take every core, so that HiGHS has a core to itself (as in one process) and the search goes on on the
+        others; none otherwise. A task beyond the threads left is asked to yield its domains."""
+        if self.milp is None or not self.milp.alone:
+            return 0
+        if self.threads_here is None:
+            self.threads_here = self.cluster.threads_on_this_machine()
+        held = 1 if self.threads_here + 1 > available_cores() else 0
+        if held and "held_for_milp" not in self.info:
+            self.info["held_for_milp"] = held
+            self.info["held_for_milp_at_s"] = round(self.owner.elapsed(), 3)
+        running = [e for e in self.in_flight.values() if not e.yielded]
+        threads = max(1, self.owner._threads(self.cluster)) - held
+        for entry in sorted(running, key=lambda e: e.started)[: max(0, len(running) - threads)]:
+            self._signal(entry)
+        return held
 
     # -- sending ----------------------------------------------------------------------------------------
     def _dispatch(self, threads: int) -> None:
