@@ -325,8 +325,18 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                     stats["distributed_skipped"] = "input splitting on many inputs runs in one process"
                 status, witness = split_inputs(deadline.sub(0.05, at_most=5.0), over_workers=False)
                 if status == TIMEOUT and not deadline.expired():
-                    if _proved_by_full_alpha(bound_network, problem, stats, deadline.sub(0.5)):
+                    root = _full_alpha_root(bound_network, problem, stats, deadline.sub(0.5))
+                    if root is not None and bool(problem.refuted(root[0]).all()):
                         status = UNSAT
+                        stats["domains"] = stats.get("domains", 0) + 1
+                    elif root is not None and _activation_split_applies(bound_network, problem):
+                        from verifier.bab.activation_split import activation_split_search
+
+                        # the cases full alpha-CROWN left open, split on S-shaped neurons from its bounds
+                        open_cases = ~problem.refuted(root[0])[0]
+                        status = activation_split_search(bound_network, problem.restrict(open_cases)[0],
+                                                         root[1], deadline, stats)
+                        stats["method"] = "activation-split"
                     else:
                         status, witness = split_inputs(deadline, over_workers=False)
         elif spread and method == "relu-split":
@@ -470,11 +480,13 @@ def _float_sound_mode(network: Network, options: VerifyOptions, use_float64: boo
 ROOT_FULL_ALPHA_ITERATIONS = 100
 
 
-def _proved_by_full_alpha(network: Network, problem: Problem, stats: dict, budget: Deadline) -> bool:
-    """Whether full alpha-CROWN over the whole box (every intermediate bound's slopes optimised, their widths
-    in the loss) refutes every case within ``budget``. For networks of S-shaped activations on many inputs,
-    where input splitting makes little progress, this is the strongest bound available; it costs a few
-    hundred backward passes (about 25 s on ERAN's 6x200 sigmoid network)."""
+def _full_alpha_root(network: Network, problem: Problem, stats: dict, budget: Deadline
+                     ) -> tuple[torch.Tensor, dict] | None:
+    """Full alpha-CROWN over the whole box (every intermediate bound's slopes optimised, their widths in the
+    loss) within ``budget``: the margins' lower bounds ``[1, R]`` and the pre-activation bounds, or None when
+    it did not finish. For networks of S-shaped activations on many inputs, where input splitting makes little
+    progress, this is the strongest bound available; it costs a few hundred backward passes (about 25 s on
+    ERAN's 6x200 sigmoid network)."""
     from verifier.bounds.alpha import optimize_all_slopes
 
     start = time.perf_counter()
@@ -484,17 +496,23 @@ def _proved_by_full_alpha(network: Network, problem: Problem, stats: dict, budge
         with time_limit(budget.end):
             found = optimize_all_slopes(network.graph, lower, upper, spec, problem.d,
                                         iterations=ROOT_FULL_ALPHA_ITERATIONS, lr=0.1)
-    except TimeLimitReached:  # its share of the time is spent: the input-split search gets the rest
+    except TimeLimitReached:  # its share of the time is spent: the search gets the rest
         found = None
     stats["phases"]["root_full_alpha"] = stats["phases"].get("root_full_alpha", 0.0) + time.perf_counter() - start
     if found is None:
-        return False
-    lb = found[0]
-    stats["root_lower_bound"] = float(problem.case_max(lb).min())
-    proved = bool(problem.refuted(lb).all())
-    if proved:
-        stats["domains"] = stats.get("domains", 0) + 1
-    return proved
+        return None
+    stats["root_lower_bound"] = float(problem.case_max(found[0]).min())
+    return found[0], found[1]
+
+
+def _activation_split_applies(network: Network, problem: Problem) -> bool:
+    """Whether branch and bound over S-shaped neurons (:mod:`verifier.bab.activation_split`) can search this
+    problem: the graph has S-shaped activations to split, and no float-sound rounding model is attached (its
+    bounds carry no rounding-error term for the split multipliers, so a strict float-sound run keeps to input
+    splitting)."""
+    from verifier.bab.activation_split import s_shaped_nodes
+
+    return problem.rounding is None and bool(s_shaped_nodes(network.graph))
 
 
 def _milp_supported(network: Network) -> bool:
