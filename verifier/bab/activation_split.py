@@ -19,9 +19,9 @@ root's (valid on the whole box, so on every domain); the multipliers carry a spl
 
 Branching: the neurons scored by ``|a_j| * gap_j`` (``a_j`` the bound's coefficient on the activation's output,
 ``gap_j`` the height between the relaxation's two lines at the middle of the interval) are candidates; each
-candidate's two children are bounded once with the parent's multipliers, and the candidate whose worse child
-is best is split. The split point is where the two halves' relaxations enclose the least area, among nine
-interior fractions of the interval and 0 (where the function turns from convex to concave).
+candidate's two children are bounded once with the parent's multipliers, and the candidate whose children
+fall least short in sum is split. The split point is where the two halves' relaxations enclose the least
+area, among nine interior fractions of the interval and 0 (where the function turns from convex to concave).
 
 Measured on ERAN's 6x200 sigmoid network, idx 9044 (no VNN-COMP tool solved it): see the README.
 """
@@ -75,13 +75,15 @@ class ActivationSplitOptions:
 class Domain:
     """One sub-domain: the narrowed pre-activation intervals (``[1, *shape]`` per split-able tensor), the best
     multipliers found for it (slopes ``[1, K, 2, *shape]`` per S-shaped node, betas ``[1, K, N]`` per
-    pre-activation tensor and end) and its margin lower bounds ``[K]``, with the coefficients that reached
-    each S-shaped node's output in its last bound (``[1, K, *shape]``, for branching)."""
+    pre-activation tensor and end), its margin lower bounds ``[K]`` and their smallest over the cases still
+    open (``worst``, ``+inf`` once every case is refuted), with the coefficients that reached each S-shaped
+    node's output in its last bound (``[1, K, *shape]``, for branching)."""
 
     bounds: dict[str, Interval]
     slopes: dict[str, Tensor]
     betas: dict[str, tuple[Tensor, Tensor]]
     lb: Tensor | None = None
+    worst: float = -float("inf")
     coefficients: dict[str, Tensor] | None = None
 
 
@@ -90,6 +92,14 @@ def s_shaped_nodes(graph: Graph) -> list[Node]:
     constraint carried back through that node)."""
     produced = {node.name for node in graph.nodes}
     return [node for node in graph.nodes if isinstance(node.op, SShaped) and node.inputs[0] in produced]
+
+
+def relaxation_gap(node: Node, lower: Tensor, upper: Tensor) -> Tensor:
+    """Height between the upper and lower line of ``node``'s relaxation on ``[lower, upper]`` at the middle."""
+    relaxation = node.op.relax(lower, upper)
+    middle = (lower + upper) / 2
+    return (relaxation.upper_slope - relaxation.lower_slope) * middle \
+        + relaxation.upper_intercept - relaxation.lower_intercept
 
 
 class SplitHook:
@@ -121,14 +131,13 @@ class ActivationSplitSearch:
     """The search (see the module docstring) for one problem, from the root's pre-activation bounds."""
 
     def __init__(self, network: Network, problem: Problem, root_bounds: dict[str, Interval], stats: dict,
-                 options: ActivationSplitOptions | None = None, root_slopes: dict[str, Tensor] | None = None):
+                 options: ActivationSplitOptions | None = None):
         self.graph, self.problem, self.stats = network.graph, problem, stats
         self.options = options or ActivationSplitOptions()
         self.nodes = s_shaped_nodes(self.graph)
         self.names = [node.inputs[0] for node in self.nodes]
         self.root = {k: (lo.detach(), hi.detach()) for k, (lo, hi) in root_bounds.items()}
         self.spec = problem.C.reshape(1, problem.rows, *network.output_shape)
-        self.root_slopes = root_slopes or {}
         self.domains = 0
         self.refine = self.options.refine_intermediate
         if self.refine is None:
@@ -150,12 +159,8 @@ class ActivationSplitSearch:
         bounds = self._stacked(domains)
         if self.refine and domains[0].lb is None:
             self._refine(bounds)
-        narrowed = {}
-        for name in self.names:
-            lo, hi = bounds[name]
-            root_lo, root_hi = self.root[name]
-            narrowed[name] = ((lo > root_lo).flatten(1).unsqueeze(1).to(lo.dtype),
-                              (hi < root_hi).flatten(1).unsqueeze(1).to(lo.dtype))
+        narrowed = {name: tuple(end.flatten(1).unsqueeze(1).to(bounds[name][0].dtype)
+                                for end in self._narrowed(bounds, name)) for name in self.names}
         initial = None
         if domains[0].slopes:
             initial = ReluSlopes.from_tensors(self.graph, {k: torch.cat([d.slopes[k] for d in domains])
@@ -198,10 +203,11 @@ class ActivationSplitSearch:
                 for lo, hi in betas.values():
                     lo.clamp_(min=0)
                     hi.clamp_(min=0)
+        worst = self._worst(best).tolist()
         return [Domain({name: (bounds[name][0][i:i + 1], bounds[name][1][i:i + 1]) for name in self.names},
                        {k: v[i:i + 1] for k, v in best_slopes.items()},
                        {k: (lo[i:i + 1], hi[i:i + 1]) for k, (lo, hi) in best_betas.items()},
-                       best[i], {k: v[i:i + 1] for k, v in coefficients.items()})
+                       best[i], worst[i], {k: v[i:i + 1] for k, v in coefficients.items()})
                 for i in range(n)]
 
     def _refine(self, bounds: dict[str, Interval]) -> None:
@@ -209,8 +215,7 @@ class ActivationSplitSearch:
         CROWN over the domains' bounds (intersected with them: each is valid on its domain)."""
         from verifier.bounds.crown import CrownOptions, _largest_layer, refine_with_crown
 
-        narrowed = [bool(((bounds[name][0] > self.root[name][0]) | (bounds[name][1] < self.root[name][1])).any())
-                    for name in self.names]
+        narrowed = [bool((lo | hi).any()) for lo, hi in (self._narrowed(bounds, name) for name in self.names)]
         if not any(narrowed):
             return
         options, largest = CrownOptions(), _largest_layer(self.graph)
@@ -218,6 +223,10 @@ class ActivationSplitSearch:
             for name in self.names[narrowed.index(True) + 1:]:
                 lower, upper = refine_with_crown(self.graph, name, bounds, options, largest)
                 bounds[name] = (torch.maximum(lower, bounds[name][0]), torch.minimum(upper, bounds[name][1]))
+
+    def _narrowed(self, bounds: dict[str, Interval], name: str) -> tuple[Tensor, Tensor]:
+        """Where the domains' lower and upper ends of tensor ``name`` are tighter than the root's (bool each)."""
+        return bounds[name][0] > self.root[name][0], bounds[name][1] < self.root[name][1]
 
     def _worst(self, lb: Tensor) -> Tensor:
         """Per domain, the smallest margin over the cases not yet refuted (``+inf`` when all are)."""
@@ -228,15 +237,12 @@ class ActivationSplitSearch:
     # -- branching --------------------------------------------------------------------------------------
     def _candidates(self, domains: list[Domain]) -> list[list[tuple[int, int]]]:
         """Per domain, up to ``candidates`` (layer number, neuron) pairs with the largest score
-        ``sum over rows |a_j| * gap_j``, the gap measured between the lines the domain's best slopes give."""
+        ``sum over rows |a_j| * gap_j``, the gap that of the activation's own relaxation on the domain's interval."""
         scores = []
         for node, name in zip(self.nodes, self.names):
             lower = torch.cat([d.bounds[name][0] for d in domains])
             upper = torch.cat([d.bounds[name][1] for d in domains])
-            relaxation = node.op.relax(lower, upper)
-            middle = (lower + upper) / 2
-            gap = (relaxation.upper_slope - relaxation.lower_slope) * middle \
-                + relaxation.upper_intercept - relaxation.lower_intercept
+            gap = relaxation_gap(node, lower, upper)
             weight = torch.cat([d.coefficients[node.name] for d in domains]).abs().sum(1).reshape(gap.shape)
             score = (weight * gap).flatten(1)
             scores.append(torch.where((upper - lower).flatten(1) > MIN_WIDTH, score, torch.zeros_like(score)))
@@ -264,10 +270,7 @@ class ActivationSplitSearch:
         points = torch.cat([low + fractions * width, zero], 1)                     # [M, P]
         ends_lower = torch.cat([low.expand_as(points), points]).flatten()
         ends_upper = torch.cat([points, high.expand_as(points)]).flatten()
-        relaxation = node.op.relax(ends_lower, ends_upper)       # both halves of every point in one call
-        middle = (ends_lower + ends_upper) / 2
-        gap = (relaxation.upper_slope - relaxation.lower_slope) * middle \
-            + relaxation.upper_intercept - relaxation.lower_intercept
+        gap = relaxation_gap(node, ends_lower, ends_upper)       # both halves of every point in one call
         area = ((ends_upper - ends_lower) * gap).reshape(2, *points.shape).sum(0)
         return points.gather(1, area.argmin(1, keepdim=True)).squeeze(1)
 
@@ -302,8 +305,8 @@ class ActivationSplitSearch:
             tried = self.bound([child for pair in several for child in pair], iterations=1)
             # the two children's shortfalls added up (a refuted child counts 0): the child on the side that
             # holds the worst point often keeps its parent's bound after one pass, so its partner decides
-            shortfall = self._worst(torch.stack([child.lb for child in tried])).clamp(max=0).reshape(-1, 2).sum(1)
-            worse = iter(shortfall.tolist())
+            shortfall = [min(a.worst, 0.0) + min(b.worst, 0.0) for a, b in zip(tried[::2], tried[1::2])]
+            worse = iter(shortfall)
         chosen = []
         for options in trials:
             if len(options) <= 1:
@@ -326,7 +329,7 @@ class ActivationSplitSearch:
                 while open_domains:
                     if deadline.expired():
                         break
-                    open_domains.sort(key=lambda d: float(self._worst(d.lb.unsqueeze(0))[0]))
+                    open_domains.sort(key=lambda d: d.worst)
                     batch, open_domains = open_domains[: self.options.batch // 2], \
                         open_domains[self.options.batch // 2:]
                     pairs = self.branch(batch)
@@ -343,7 +346,7 @@ class ActivationSplitSearch:
         self.stats["domains"] = self.stats.get("domains", 0) + self.domains
         self.stats["open_domains"] = len(open_domains)
         if open_domains:
-            self.stats["lower_bound"] = min(float(self._worst(d.lb.unsqueeze(0))[0]) for d in open_domains)
+            self.stats["lower_bound"] = min(d.worst for d in open_domains)
         self.stats["phases"]["activation_split"] = time.perf_counter() - start
         return status
 
@@ -351,18 +354,15 @@ class ActivationSplitSearch:
         rows = self.problem.rows
         betas = {name: tuple(self.root[name][0].new_zeros(1, rows, self.root[name][0][0].numel()) for _ in (0, 1))
                  for name in self.names}
-        slopes = {name: value for name, value in self.root_slopes.items()}
-        return Domain({name: self.root[name] for name in self.names}, slopes, betas)
+        return Domain({name: self.root[name] for name in self.names}, {}, betas)
 
     def _open(self, domains: list[Domain]) -> list[Domain]:
-        return [d for d in domains if not bool(self.problem.refuted(d.lb.unsqueeze(0)).all())]
+        return [d for d in domains if d.worst < float("inf")]   # (worst is +inf once every case is refuted)
 
 
 def activation_split_search(network: Network, problem: Problem, root_bounds: dict[str, Interval],
-                            deadline: Deadline, stats: dict, options: ActivationSplitOptions | None = None,
-                            root_slopes: dict[str, Tensor] | None = None) -> str:
+                            deadline: Deadline, stats: dict, options: ActivationSplitOptions | None = None) -> str:
     """Branch and bound over S-shaped pre-activation intervals from the root's pre-activation bounds
     ``root_bounds`` (valid on the whole box; full alpha-CROWN's are the tightest the engine has): ``unsat``
-    when every sub-domain's margins are refuted, else ``timeout``. ``root_slopes`` (optional): final-bound
-    slopes ``[1, K, 2, *shape]`` per S-shaped node to start from."""
-    return ActivationSplitSearch(network, problem, root_bounds, stats, options, root_slopes).run(deadline)
+    when every sub-domain's margins are refuted, else ``timeout``."""
+    return ActivationSplitSearch(network, problem, root_bounds, stats, options).run(deadline)

@@ -326,16 +326,16 @@ def _run(network: Network, spec: Specification, deadline: Deadline, options: Ver
                 status, witness = split_inputs(deadline.sub(0.05, at_most=5.0), over_workers=False)
                 if status == TIMEOUT and not deadline.expired():
                     root = _full_alpha_root(bound_network, problem, stats, deadline.sub(0.5))
-                    if root is not None and bool(problem.refuted(root[0]).all()):
+                    refuted = problem.refuted(root[0])[0] if root is not None else None
+                    if refuted is not None and bool(refuted.all()):
                         status = UNSAT
                         stats["domains"] = stats.get("domains", 0) + 1
                     elif root is not None and _activation_split_applies(bound_network, problem):
                         from verifier.bab.activation_split import activation_split_search
 
                         # the cases full alpha-CROWN left open, split on S-shaped neurons from its bounds
-                        open_cases = ~problem.refuted(root[0])[0]
-                        status = activation_split_search(bound_network, problem.restrict(open_cases)[0],
-                                                         root[1], deadline, stats)
+                        status = activation_split_search(bound_network, problem.restrict(~refuted)[0], root[1],
+                                                         deadline, stats)
                         stats["method"] = "activation-split"
                     else:
                         status, witness = split_inputs(deadline, over_workers=False)

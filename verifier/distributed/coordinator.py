@@ -208,7 +208,7 @@ class MilpBeside:
     the search's short start), over the same root bounds (float64 under float soundness), and its budget is
     the same (all the time left when few ReLUs are unstable on few inputs, else its share). One process
     pauses the search for it; here the workers go on (less one thread while the MILP runs alone where the
-    workers on this machine take every core: :meth:`_Run._held_for_milp`), and whichever decides first
+    workers on this machine take every core: :meth:`_Run._beside_milp`), and whichever decides first
     answers. HiGHS releases the GIL, so the coordinator keeps serving the workers meanwhile. When the search
     ends first, the MILP is told to stop; a solve under way cannot be interrupted and runs on, in a daemon
     thread, to the run's deadline at the latest (so a run without a deadline gets no MILP beside its workers)."""
@@ -336,7 +336,7 @@ class _Run:
                 if self.deadline.expired(self.reserve):
                     stats["open_domains"] = ledger.open_domains()
                     return TIMEOUT, None
-                threads = max(1, self.owner._threads(self.cluster)) - self._held_for_milp()
+                threads = self._beside_milp(max(1, self.owner._threads(self.cluster)))
                 self._dispatch(threads)
                 self._ask_to_yield(threads)
                 self._check_hung()
@@ -364,12 +364,12 @@ class _Run:
             self.info["utilisation"] = round(self.info.get("worker_busy_s", 0.0)
                                              / max(1e-9, threads * self.info["distributed_s"]), 3)
 
-    def _held_for_milp(self) -> int:
-        """Worker threads kept idle while the MILP runs alone: one where the workers on this machine already
-        take every core, so that HiGHS has a core to itself (as in one process) and the search goes on on the
-        others; none otherwise. A task beyond the threads left is asked to yield its domains."""
+    def _beside_milp(self, threads: int) -> int:
+        """The worker threads to use: ``threads``, less one while the MILP runs alone where the workers on this
+        machine already take every core, so that HiGHS has a core to itself (as in one process) and the search
+        goes on on the others. A task beyond the threads left is asked to yield its domains."""
         if self.milp is None or not self.milp.alone:
-            return 0
+            return threads
         if self.threads_here is None:
             self.threads_here = self.cluster.threads_on_this_machine()
         held = 1 if self.threads_here + 1 > available_cores() else 0
@@ -377,10 +377,9 @@ class _Run:
             self.info["held_for_milp"] = held
             self.info["held_for_milp_at_s"] = round(self.owner.elapsed(), 3)
         running = [e for e in self.in_flight.values() if not e.yielded]
-        threads = max(1, self.owner._threads(self.cluster)) - held
-        for entry in sorted(running, key=lambda e: e.started)[: max(0, len(running) - threads)]:
+        for entry in sorted(running, key=lambda e: e.started)[: max(0, len(running) - (threads - held))]:
             self._signal(entry)
-        return held
+        return threads - held
 
     # -- sending ----------------------------------------------------------------------------------------
     def _dispatch(self, threads: int) -> None:
